@@ -1,0 +1,202 @@
+package msalcache
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// A snapshot is one state of the MSAL cache in a form that can be compared
+// and merged: each top-level section ("AccessToken", "RefreshToken",
+// "IdToken", "Account", "AppMetadata", and any section a newer MSAL adds)
+// maps entry keys to the entry's canonical JSON (object keys sorted, numbers
+// as written). Top-level values that are not objects are kept whole in
+// scalars. MSAL Go marshals maps in random order, so the bytes of two equal
+// caches differ; their snapshots do not.
+//
+// A snapshot is never modified after it is built.
+type snapshot struct {
+	sections map[string]map[string]string
+	scalars  map[string]string
+	raw      []byte // the JSON the snapshot was built from, for Unmarshal
+}
+
+// emptySnapshot is the state of a cache that has no file.
+var emptySnapshot = &snapshot{raw: []byte("{}")}
+
+// parseSnapshot reads MSAL cache JSON. Empty input is an empty cache.
+func parseSnapshot(data []byte) (*snapshot, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return emptySnapshot, nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, fmt.Errorf("not MSAL cache JSON: %w", err)
+	}
+	s := &snapshot{raw: data}
+	for name, value := range top {
+		var entries map[string]json.RawMessage
+		if isObject(value) && json.Unmarshal(value, &entries) == nil {
+			section := make(map[string]string, len(entries))
+			for key, entry := range entries {
+				c, err := canonical(entry)
+				if err != nil {
+					return nil, fmt.Errorf("not MSAL cache JSON: %s entry %q: %w", name, key, err)
+				}
+				section[key] = c
+			}
+			if s.sections == nil {
+				s.sections = map[string]map[string]string{}
+			}
+			s.sections[name] = section
+			continue
+		}
+		c, err := canonical(value)
+		if err != nil {
+			return nil, fmt.Errorf("not MSAL cache JSON: %s: %w", name, err)
+		}
+		if s.scalars == nil {
+			s.scalars = map[string]string{}
+		}
+		s.scalars[name] = c
+	}
+	return s, nil
+}
+
+func isObject(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) > 0 && v[0] == '{'
+}
+
+// canonical returns v with object keys sorted and insignificant space
+// removed. Numbers keep their exact text.
+func canonical(v json.RawMessage) (string, error) {
+	d := json.NewDecoder(bytes.NewReader(v))
+	d.UseNumber()
+	var x any
+	if err := d.Decode(&x); err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(x) // sorts map keys
+	return string(b), err
+}
+
+// equal reports whether a and b hold the same cache. An empty section is
+// the same as a missing one (MSAL omits empty sections).
+func (a *snapshot) equal(b *snapshot) bool {
+	if a == b {
+		return true
+	}
+	if !maps.Equal(a.scalars, b.scalars) {
+		return false
+	}
+	for _, name := range sectionNames(a, b) {
+		if !maps.Equal(a.sections[name], b.sections[name]) {
+			return false
+		}
+	}
+	return true
+}
+
+// merge is a three-way merge by section and entry key. base is what this
+// process last synced, ours what it holds now, theirs what the file holds.
+// An entry this process changed, added or removed since base wins; every
+// other entry is taken from theirs, so no process loses another's tokens.
+func merge(base, ours, theirs *snapshot) *snapshot {
+	out := &snapshot{}
+	out.scalars = mergeEntries(base.scalars, ours.scalars, theirs.scalars)
+	for _, name := range sectionNames(base, ours, theirs) {
+		section := mergeEntries(base.sections[name], ours.sections[name], theirs.sections[name])
+		if len(section) > 0 {
+			if out.sections == nil {
+				out.sections = map[string]map[string]string{}
+			}
+			out.sections[name] = section
+		}
+	}
+	out.raw = out.encode()
+	return out
+}
+
+func mergeEntries(base, ours, theirs map[string]string) map[string]string {
+	out := make(map[string]string, len(theirs))
+	for key, value := range theirs {
+		out[key] = value
+	}
+	changed := func(key string) {
+		b, inBase := base[key]
+		o, inOurs := ours[key]
+		if inBase == inOurs && b == o {
+			return // untouched by us: theirs stands
+		}
+		if inOurs {
+			out[key] = o
+		} else {
+			delete(out, key)
+		}
+	}
+	for key := range ours {
+		changed(key)
+	}
+	for key := range base {
+		changed(key)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func sectionNames(snaps ...*snapshot) []string {
+	var names []string
+	for _, s := range snaps {
+		for name := range s.sections {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// encode writes the snapshot as MSAL cache JSON with sorted keys, which
+// every MSAL reads.
+func (s *snapshot) encode() []byte {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	first := true
+	field := func(name string) {
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		k, _ := json.Marshal(name)
+		b.Write(k)
+		b.WriteByte(':')
+	}
+	names := slices.Sorted(maps.Keys(s.sections))
+	names = append(names, slices.Sorted(maps.Keys(s.scalars))...)
+	slices.Sort(names)
+	names = slices.Compact(names) // a name that is a scalar in one input and a section in another
+	for _, name := range names {
+		field(name)
+		if v, ok := s.scalars[name]; ok {
+			b.WriteString(v)
+			continue
+		}
+		b.WriteByte('{')
+		for i, key := range slices.Sorted(maps.Keys(s.sections[name])) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			k, _ := json.Marshal(key)
+			b.Write(k)
+			b.WriteByte(':')
+			b.WriteString(s.sections[name][key])
+		}
+		b.WriteByte('}')
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
