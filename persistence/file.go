@@ -1,0 +1,346 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// maxFileSize bounds what Read loads into memory. MSAL caches are kilobytes
+// to a few megabytes; anything this big is not a cache file.
+const maxFileSize = 256 << 20
+
+// File is the cache file at one path, sealed by one Protector. Its methods
+// are safe for concurrent use by multiple goroutines; a File holds no state
+// besides its path and Protector, so any number of Files (in any number of
+// processes) may share a path. Writes replace the file atomically; nothing
+// here locks: callers that read-modify-write hold a cross-process lock.
+type File struct {
+	path string
+	p    Protector
+}
+
+// Version identifies one state of the file: the file's identity, size and
+// modification time. If another process atomically replaces the file, the
+// Version changes, even when size and time happen to match (the replacement
+// is a new file; and every Write makes the new file's modification time
+// later than the one it replaces). Versions are comparable with ==; the zero
+// Version means "no file".
+type Version struct {
+	exists bool
+	size   int64
+	mtime  int64  // nanoseconds since the Unix epoch
+	id1    uint64 // Unix: device; Windows: creation time
+	id2    uint64 // Unix: inode
+}
+
+// Exists reports whether v is the Version of an existing file.
+func (v Version) Exists() bool { return v.exists }
+
+// Size is the file's size in bytes (0 for the zero Version).
+func (v Version) Size() int64 { return v.size }
+
+// NewFile returns the File at path, sealed with p. It checks, and creates
+// nothing:
+//   - path is made absolute;
+//   - path must not be a symbolic link, a directory or another non-regular
+//     file (a missing file is fine);
+//   - on Unix, the directory holding it must be owned by the current user
+//     (or root) and not writable by group or others, since anyone who can
+//     write the directory can replace the cache file; if the directory does
+//     not exist yet, its nearest existing ancestor must not be writable by
+//     others (unless it has the sticky bit, like /tmp).
+func NewFile(path string, p Protector) (*File, error) {
+	if path == "" {
+		return nil, errors.New("persistence: empty cache file path")
+	}
+	if p == nil {
+		return nil, errors.New("persistence: nil Protector")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: %w", err)
+	}
+	fi, err := os.Lstat(abs)
+	switch {
+	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
+		return nil, fmt.Errorf("persistence: refusing cache file %s: it is a symbolic link (whoever controls the link controls where tokens go); give the real path", abs)
+	case err == nil && !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("persistence: refusing cache file %s: it is not a regular file (%v)", abs, fi.Mode().Type())
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("persistence: %w", err)
+	}
+	if err := checkDirTree(filepath.Dir(abs)); err != nil {
+		return nil, err
+	}
+	return &File{path: abs, p: p}, nil
+}
+
+// Path is the absolute path of the cache file.
+func (f *File) Path() string { return f.path }
+
+// Protection is the Protector that seals the file.
+func (f *File) Protection() Protector { return f.p }
+
+// Format is the format Write produces: FormatEnvelope, FormatDPAPI,
+// FormatPlaintext, or FormatUnknown for a Protector from outside this package.
+// A Read that reports another format means the file should be rewritten.
+func (f *File) Format() Format { return formatOf(f.p) }
+
+// Stat returns the current Version of the file with one stat system call. A
+// missing file is the zero Version and no error.
+func (f *File) Stat() (Version, error) {
+	fi, err := os.Stat(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Version{}, nil
+	}
+	if err != nil {
+		return Version{}, err
+	}
+	return versionOf(fi), nil
+}
+
+// Read reads the whole file, detects its format and returns the plaintext
+// (MSAL JSON) and the Version of exactly the bytes read (taken from the open
+// handle before reading, so any later change gives another Version).
+//
+// A missing file is nil, the zero Version and no error. A file that cannot be
+// decoded returns an error wrapping ErrCorrupt, together with its Version. A
+// plaintext file is read whatever the Protector (so a file left by a
+// plaintext fallback upgrades on the next Write); an envelope or a DPAPI blob
+// only by the Protector that made it. Plaintext JSON is validated; sealed
+// formats are authenticated by their protection.
+func (f *File) Read(ctx context.Context) ([]byte, Version, error) {
+	b, v, _, err := f.ReadFormat(ctx)
+	return b, v, err
+}
+
+// ReadFormat is Read that also returns the format found in the file
+// (FormatNone for a missing file).
+func (f *File) ReadFormat(ctx context.Context) ([]byte, Version, Format, error) {
+	raw, v, err := readFile(ctx, f.path)
+	if err != nil || !v.exists {
+		return nil, Version{}, FormatNone, err
+	}
+	fm := DetectFormat(raw)
+	pt, err := f.decode(ctx, raw, fm)
+	if err != nil {
+		return nil, v, fm, fmt.Errorf("read %s: %w", f.path, err)
+	}
+	return pt, v, fm, nil
+}
+
+func (f *File) decode(ctx context.Context, raw []byte, fm Format) ([]byte, error) {
+	native := formatOf(f.p)
+	switch {
+	case len(raw) == 0:
+		return nil, fmt.Errorf("%w: the file is empty", ErrCorrupt)
+	case fm == FormatPlaintext:
+		return plaintext{}.Open(ctx, raw)
+	case fm == native || native == FormatUnknown:
+		return f.p.Open(ctx, raw)
+	case fm == FormatEnvelope:
+		return nil, fmt.Errorf("%w: the file is an msalcache envelope, encrypted with a key from the macOS Keychain or a Linux Secret Service; this cache is configured for %s protection, which cannot open it",
+			ErrCorrupt, f.p.Name())
+	case fm == FormatDPAPI:
+		return nil, fmt.Errorf("%w: the file is a Windows DPAPI blob; only the Windows user who wrote it can decrypt it, on Windows (this cache is configured for %s protection)",
+			ErrCorrupt, f.p.Name())
+	}
+	return nil, fmt.Errorf("%w: unrecognized content (neither JSON, an msalcache envelope nor a DPAPI blob)", ErrCorrupt)
+}
+
+// Write seals plaintext with the Protector and replaces the file atomically:
+// a temporary file in the same directory (0600) is written, synced, closed and
+// renamed over the file; missing directories are created 0700. Readers see
+// the old or the new file, never a mix. On every failure the temporary file
+// is removed and the old file is left as it was. Write returns the Version of
+// the new file.
+func (f *File) Write(ctx context.Context, plaintext []byte) (Version, error) {
+	sealed, err := f.p.Seal(ctx, plaintext)
+	if err != nil {
+		return Version{}, err
+	}
+	return writeAtomic(ctx, f.path, sealed)
+}
+
+// Remove removes the cache file. A missing file is not an error.
+func (f *File) Remove() error {
+	err := remove(context.Background(), f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Quarantine copies the raw bytes of the current file, as they are, to
+// "<path>.corrupt" (0600, replaced atomically) and returns that path. A
+// missing file is an error matching fs.ErrNotExist.
+func (f *File) Quarantine() (string, error) {
+	ctx := context.Background()
+	raw, v, err := readFile(ctx, f.path)
+	if err != nil {
+		return "", err
+	}
+	if !v.exists {
+		return "", &fs.PathError{Op: "quarantine", Path: f.path, Err: fs.ErrNotExist}
+	}
+	dst := f.path + ".corrupt"
+	if _, err := writeAtomic(ctx, dst, raw); err != nil {
+		return "", err
+	}
+	return dst, nil
+}
+
+// Verify checks that the cache can be stored: it runs the Protector's Probe
+// (for a keyring, a separate item is written, read and deleted), creates the
+// cache directory (0700) if missing, and writes, syncs and removes a temporary
+// file there. It never touches the cache file.
+func (f *File) Verify(ctx context.Context) error {
+	if err := f.p.Probe(ctx); err != nil {
+		return fmt.Errorf("verify %s protection: %w", f.p.Name(), err)
+	}
+	dir := filepath.Dir(f.path)
+	if err := makeDir(dir); err != nil {
+		return fmt.Errorf("verify cache directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".verify-*")
+	if err != nil {
+		return fmt.Errorf("verify cache directory: %w", err)
+	}
+	_, werr := tmp.Write([]byte("msalcache verify\n"))
+	serr := tmp.Sync()
+	cerr := tmp.Close()
+	rerr := remove(ctx, tmp.Name())
+	if err := errors.Join(werr, serr, cerr, rerr); err != nil {
+		return fmt.Errorf("verify cache directory: %w", err)
+	}
+	return nil
+}
+
+// readFile reads the file at path and returns its bytes and the Version of
+// the open handle, taken before reading. A missing file is nil, Version{}, nil.
+func readFile(ctx context.Context, path string) ([]byte, Version, error) {
+	fh, err := openRead(ctx, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, Version{}, nil
+	}
+	if err != nil {
+		return nil, Version{}, err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, Version{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, Version{}, fmt.Errorf("read %s: not a regular file", path)
+	}
+	if fi.Size() > maxFileSize {
+		return nil, Version{}, fmt.Errorf("read %s: %w: %d bytes is too large for a token cache", path, ErrCorrupt, fi.Size())
+	}
+	// One byte more than the size, so a file that has not grown is read in
+	// one call and io.EOF ends the loop without a reallocation.
+	b := make([]byte, 0, fi.Size()+1)
+	for {
+		n, err := fh.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, Version{}, err
+		}
+		if len(b) > maxFileSize {
+			return nil, Version{}, fmt.Errorf("read %s: %w: the file grew past %d bytes while being read", path, ErrCorrupt, maxFileSize)
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+	return b, versionOf(fi), nil
+}
+
+// writeAtomic replaces path with data: temp file in the same directory,
+// write, sync, close, rename. The temp file is removed on every failure.
+func writeAtomic(ctx context.Context, path string, data []byte) (v Version, err error) {
+	dir := filepath.Dir(path)
+	if err := makeDir(dir); err != nil {
+		return Version{}, err
+	}
+	// os.CreateTemp creates the file 0600 with O_EXCL and a random name.
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return Version{}, err
+	}
+	name := tmp.Name()
+	renamed := false
+	defer func() {
+		if !renamed {
+			tmp.Close() // may already be closed; the error does not matter then
+			if rerr := remove(ctx, name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return Version{}, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return Version{}, err
+	}
+	if err := tmp.Close(); err != nil {
+		return Version{}, err
+	}
+	if err := makeLater(name, path); err != nil {
+		return Version{}, err
+	}
+	fi, err := os.Stat(name)
+	if err != nil {
+		return Version{}, err
+	}
+	if err := rename(ctx, name, path); err != nil {
+		return Version{}, err
+	}
+	renamed = true
+	return versionAfterRename(path, fi)
+}
+
+// makeLater sets the modification time of the new file tmp later than that
+// of the file it will replace, if it is not already: on file systems with
+// coarse timestamps two writes in one tick would otherwise share an mtime,
+// and on Windows (no cheap file identity) the mtime is part of what tells
+// versions apart. Best effort: a file system that cannot store the later time
+// leaves it as it was.
+func makeLater(tmp, target string) error {
+	old, err := os.Stat(target)
+	if err != nil {
+		return nil // nothing to replace, or the rename will say what is wrong
+	}
+	for _, d := range []time.Duration{time.Microsecond, time.Millisecond, time.Second, 2 * time.Second} {
+		fi, err := os.Stat(tmp)
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().After(old.ModTime()) {
+			return nil
+		}
+		if err := os.Chtimes(tmp, time.Time{}, old.ModTime().Add(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeDir creates dir (0700) and its missing parents, then checks that it is
+// safe to keep the cache in (see checkDir).
+func makeDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return checkDir(dir)
+}

@@ -1,0 +1,392 @@
+package persistence
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// protectors returns the protectors that need no OS service, by name.
+func protectors() map[string]func() Protector {
+	return map[string]func() Protector{
+		"plaintext": Plaintext,
+		"envelope":  func() Protector { return memKeyring(newMemStore()) },
+	}
+}
+
+func TestFileRoundTrip(t *testing.T) {
+	for name, newP := range protectors() {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "sub", "dir", "cache.json")
+			f := mustNewFile(t, path, newP())
+			if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatal("NewFile created something")
+			}
+			v := mustWrite(t, f, secretJSON)
+			if !v.Exists() || v.Size() == 0 {
+				t.Fatalf("Write returned %+v", v)
+			}
+			got, rv, fm, err := f.ReadFormat(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, secretJSON) {
+				t.Fatalf("Read = %q", got)
+			}
+			if rv != v {
+				t.Errorf("Read's Version %+v differs from Write's %+v", rv, v)
+			}
+			if sv, err := f.Stat(); err != nil || sv != v {
+				t.Errorf("Stat = %+v, %v; want Write's %+v", sv, err, v)
+			}
+			if fm != f.Format() {
+				t.Errorf("Read found format %q, Write makes %q", fm, f.Format())
+			}
+			raw, _ := os.ReadFile(path)
+			if name != "plaintext" && bytes.Contains(raw, []byte("a-very-secret")) {
+				t.Error("the file holds the plaintext")
+			}
+			if got := dirNames(t, filepath.Dir(path)); !slices.Equal(got, []string{"cache.json"}) {
+				t.Errorf("directory holds %v, want only the cache file", got)
+			}
+		})
+	}
+}
+
+func TestFileMissing(t *testing.T) {
+	f := mustNewFile(t, filepath.Join(t.TempDir(), "cache.json"), Plaintext())
+	if v, err := f.Stat(); err != nil || v != (Version{}) || v.Exists() {
+		t.Errorf("Stat of a missing file = %+v, %v", v, err)
+	}
+	b, v, err := f.Read(context.Background())
+	if b != nil || v != (Version{}) || err != nil {
+		t.Errorf("Read of a missing file = %q, %+v, %v", b, v, err)
+	}
+	if err := f.Remove(); err != nil {
+		t.Errorf("Remove of a missing file: %v", err)
+	}
+	if _, err := f.Quarantine(); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Quarantine of a missing file = %v, want ErrNotExist", err)
+	}
+}
+
+func TestFileRemove(t *testing.T) {
+	f := mustNewFile(t, filepath.Join(t.TempDir(), "cache.json"), Plaintext())
+	mustWrite(t, f, secretJSON)
+	if err := f.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := f.Stat(); v.Exists() {
+		t.Fatal("file still exists")
+	}
+}
+
+// Every Write is noticed by Stat, even with the same bytes written in a
+// tight loop (same size, possibly the same clock tick).
+func TestFileVersionChangesOnEveryWrite(t *testing.T) {
+	for name, newP := range protectors() {
+		t.Run(name, func(t *testing.T) {
+			f := mustNewFile(t, filepath.Join(t.TempDir(), "cache.json"), newP())
+			seen := map[Version]int{}
+			for i := range 50 {
+				v := mustWrite(t, f, secretJSON)
+				if j, ok := seen[v]; ok {
+					t.Fatalf("write %d has the Version of write %d: %+v", i, j, v)
+				}
+				seen[v] = i
+				if sv, _ := f.Stat(); sv != v {
+					t.Fatalf("Stat after write %d = %+v, want %+v", i, sv, v)
+				}
+			}
+		})
+	}
+}
+
+// A file written by the plaintext fallback is read by the encrypted
+// protection and rewritten encrypted: the user stays signed in.
+func TestFileFormatUpgrade(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.json")
+	mustWrite(t, mustNewFile(t, path, Plaintext()), secretJSON)
+
+	f := mustNewFile(t, path, memKeyring(newMemStore()))
+	got, _, fm, err := f.ReadFormat(context.Background())
+	if err != nil {
+		t.Fatalf("reading a plaintext file with the envelope protection: %v", err)
+	}
+	if fm != FormatPlaintext || f.Format() != FormatEnvelope {
+		t.Errorf("format %q, Format() %q", fm, f.Format())
+	}
+	if !bytes.Equal(got, secretJSON) {
+		t.Fatalf("Read = %q", got)
+	}
+	mustWrite(t, f, got)
+	raw, _ := os.ReadFile(path)
+	if DetectFormat(raw) != FormatEnvelope || bytes.Contains(raw, []byte("a-very-secret")) {
+		t.Fatal("the file was not rewritten encrypted")
+	}
+	if got, _, fm, err := f.ReadFormat(context.Background()); err != nil || fm != FormatEnvelope || !bytes.Equal(got, secretJSON) {
+		t.Fatalf("after the upgrade: %q, %q, %v", got, fm, err)
+	}
+
+	// The other way round is refused: the plaintext protection cannot open an
+	// envelope, and says what the file is.
+	_, v, fm, err := mustNewFile(t, path, Plaintext()).ReadFormat(context.Background())
+	wantErrIs(t, err, ErrCorrupt)
+	if !strings.Contains(err.Error(), "envelope") || fm != FormatEnvelope || !v.Exists() {
+		t.Errorf("error %q, format %q, version %+v", err, fm, v)
+	}
+}
+
+func TestFileCorrupt(t *testing.T) {
+	dpapiBlob := append(bytes.Clone(dpapiPrefix), make([]byte, 100)...)
+	tests := []struct {
+		name     string
+		content  []byte
+		format   Format
+		mentions string
+	}{
+		{"empty", []byte{}, FormatUnknown, "empty"},
+		{"garbage", []byte("\x00\x01garbage"), FormatUnknown, "unrecognized"},
+		{"truncated JSON", secretJSON[:20], FormatPlaintext, "JSON"},
+		{"JSON with trailing garbage", append(bytes.Clone(secretJSON), "}}"...), FormatPlaintext, "JSON"},
+		{"truncated envelope", []byte("MSALCENV\x01abc"), FormatEnvelope, "truncated"},
+		{"DPAPI blob", dpapiBlob, FormatDPAPI, "DPAPI"},
+	}
+	for _, tt := range tests {
+		for name, newP := range protectors() {
+			t.Run(tt.name+"/"+name, func(t *testing.T) {
+				p := newP()
+				if tt.name == "truncated envelope" && name != "envelope" {
+					tt.mentions = "envelope"
+				}
+				path := filepath.Join(t.TempDir(), "cache.json")
+				if err := os.WriteFile(path, tt.content, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				f := mustNewFile(t, path, p)
+				b, v, fm, err := f.ReadFormat(context.Background())
+				wantErrIs(t, err, ErrCorrupt)
+				if b != nil || !v.Exists() || fm != tt.format {
+					t.Errorf("ReadFormat = %q, %+v, %q; want nil, the file's Version, %q", b, v, fm, tt.format)
+				}
+				if !strings.Contains(err.Error(), tt.mentions) {
+					t.Errorf("error %q does not mention %q", err, tt.mentions)
+				}
+				if sv, _ := f.Stat(); sv != v {
+					t.Errorf("Version of the corrupt file %+v differs from Stat's %+v", v, sv)
+				}
+			})
+		}
+	}
+}
+
+func TestFileReadsBOMAndSpace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.json")
+	content := append([]byte("\xef\xbb\xbf \n"), secretJSON...)
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := mustNewFile(t, path, memKeyring(newMemStore())).Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(got, secretJSON) || bytes.HasPrefix(got, []byte("\xef")) {
+		t.Errorf("Read = %q", got)
+	}
+}
+
+func TestFileQuarantine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.json")
+	garbage := []byte("\x00garbage that is not a cache")
+	if err := os.WriteFile(path, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := mustNewFile(t, path, Plaintext())
+	q, err := f.Quarantine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q != path+".corrupt" {
+		t.Errorf("Quarantine = %q, want %q", q, path+".corrupt")
+	}
+	if got, _ := os.ReadFile(q); !bytes.Equal(got, garbage) {
+		t.Errorf("quarantined copy = %q", got)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, garbage) {
+		t.Error("Quarantine changed the cache file")
+	}
+	// A second quarantine replaces the first copy.
+	if err := os.WriteFile(path, []byte("other"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Quarantine(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(q); string(got) != "other" {
+		t.Errorf("quarantined copy = %q", got)
+	}
+	if got := dirNames(t, filepath.Dir(path)); !slices.Equal(got, []string{"cache.json", "cache.json.corrupt"}) {
+		t.Errorf("directory holds %v", got)
+	}
+}
+
+// failingProtector fails to seal.
+type failingProtector struct{ Protector }
+
+func (failingProtector) Seal(context.Context, []byte) ([]byte, error) {
+	return nil, fmt.Errorf("%w: test", ErrUnavailable)
+}
+
+func TestFileWriteFailureLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cache.json")
+	f := mustNewFile(t, path, Plaintext())
+	mustWrite(t, f, []byte(`{"old":1}`))
+
+	_, err := mustNewFile(t, path, failingProtector{Plaintext()}).Write(context.Background(), secretJSON)
+	wantErrIs(t, err, ErrUnavailable)
+	if got, _ := os.ReadFile(path); string(got) != `{"old":1}` {
+		t.Errorf("a failed Seal changed the file: %q", got)
+	}
+
+	// The rename fails: the path became a non-empty directory.
+	path2 := filepath.Join(dir, "cache2.json")
+	f2 := mustNewFile(t, path2, Plaintext())
+	if err := os.MkdirAll(filepath.Join(path2, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f2.Write(context.Background(), secretJSON); err == nil {
+		t.Fatal("Write over a directory succeeded")
+	}
+	if got := dirNames(t, dir); !slices.Equal(got, []string{"cache.json", "cache2.json"}) {
+		t.Errorf("after failed writes the directory holds %v; temp files must be removed", got)
+	}
+}
+
+func TestFileVerify(t *testing.T) {
+	for name, newP := range protectors() {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "new")
+			f := mustNewFile(t, filepath.Join(dir, "cache.json"), newP())
+			if err := f.Verify(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := dirNames(t, dir); len(got) != 0 {
+				t.Errorf("Verify left %v behind", got)
+			}
+			mustWrite(t, f, secretJSON)
+			v, _ := f.Stat()
+			if err := f.Verify(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if v2, _ := f.Stat(); v2 != v {
+				t.Error("Verify touched the cache file")
+			}
+		})
+	}
+}
+
+func TestFileVerifyProbeFails(t *testing.T) {
+	store := newMemStore()
+	store.err = errors.New("failed to unlock correct collection")
+	err := mustNewFile(t, filepath.Join(t.TempDir(), "c.json"), memKeyring(store)).Verify(context.Background())
+	wantErrIs(t, err, ErrUnavailable)
+	if !strings.Contains(err.Error(), "probe") {
+		t.Errorf("error %q does not say which step failed", err)
+	}
+}
+
+func TestNewFile(t *testing.T) {
+	if _, err := NewFile("", Plaintext()); err == nil {
+		t.Error("NewFile accepted an empty path")
+	}
+	if _, err := NewFile("x.json", nil); err == nil {
+		t.Error("NewFile accepted a nil Protector")
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	f := mustNewFile(t, "rel.json", Plaintext())
+	if want := filepath.Join(dir, "rel.json"); f.Path() != want {
+		t.Errorf("Path = %q, want %q", f.Path(), want)
+	}
+	if f.Protection().Name() != "plaintext" {
+		t.Error("Protection")
+	}
+	if _, err := NewFile(dir, Plaintext()); err == nil {
+		t.Error("NewFile accepted a directory")
+	}
+}
+
+// Concurrent writers and lock-free readers: every read decodes to one of the
+// written contents.
+func TestFileConcurrentReadWrite(t *testing.T) {
+	for name, newP := range protectors() {
+		t.Run(name, func(t *testing.T) {
+			p := newP()
+			path := filepath.Join(t.TempDir(), "cache.json")
+			contents := map[string]bool{}
+			for i := range 4 {
+				contents[fmt.Sprintf(`{"writer":%d,"pad":"%s"}`, i, strings.Repeat("x", 1000*i))] = true
+			}
+			var wg sync.WaitGroup
+			for c := range contents {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					f := mustNewFile(t, path, p)
+					for range 30 {
+						if _, err := f.Write(context.Background(), []byte(c)); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					f := mustNewFile(t, path, p)
+					for range 60 {
+						b, _, err := f.Read(context.Background())
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if b != nil && !contents[string(b)] {
+							t.Errorf("read a torn file: %.40q", b)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}
+
+func TestDetectFormat(t *testing.T) {
+	for in, want := range map[string]Format{
+		"":                             FormatUnknown,
+		"{}":                           FormatPlaintext,
+		" \r\n\t{":                     FormatPlaintext,
+		"\xef\xbb\xbf{}":               FormatPlaintext,
+		"[]":                           FormatUnknown,
+		"MSALCENV":                     FormatEnvelope,
+		string(dpapiPrefix):            FormatDPAPI,
+		string(dpapiPrefix[:19]):       FormatUnknown,
+		"\x01\x00\x00\x00\xd0\x8c\x9d": FormatUnknown,
+	} {
+		if got := DetectFormat([]byte(in)); got != want {
+			t.Errorf("DetectFormat(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
