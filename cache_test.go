@@ -21,6 +21,7 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 
+	"github.com/msalcache/msalcache/internal/testdir"
 	"github.com/msalcache/msalcache/lock"
 	"github.com/msalcache/msalcache/persistence"
 )
@@ -37,7 +38,7 @@ func TestNoLostUpdates(t *testing.T) {
 				m = platformMode(t)
 			}
 			s := startIDP(t)
-			path := filepath.Join(t.TempDir(), "msal.cache")
+			path := filepath.Join(testdir.New(t), "msal.cache")
 			mustLogin(t, mustApp(t, s, openCache(t, path, m)), scope("login"))
 
 			procs := []string{"0", "1", "2", "3", "4", "5"}
@@ -72,7 +73,7 @@ func TestNoLostUpdates(t *testing.T) {
 // ones at the same time; every change of each survives.
 func TestConcurrentAccountChurn(t *testing.T) {
 	s := startIDP(t)
-	path := filepath.Join(t.TempDir(), "msal.cache")
+	path := filepath.Join(testdir.New(t), "msal.cache")
 	app := mustApp(t, s, openCache(t, path, plaintextMode))
 	ctx := testCtx(t)
 	homeIDs := map[string]string{}
@@ -130,7 +131,7 @@ func (c *countingTarget) Marshal() ([]byte, error) { return c.data, nil }
 // TestReplaceUnchangedFile: 2000 Replace calls on an unchanged file call
 // Unmarshal once; a change by another process is seen at once.
 func TestReplaceUnchangedFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "msal.cache")
+	path := filepath.Join(testdir.New(t), "msal.cache")
 	writer := openCache(t, path, plaintextMode)
 	ctx := testCtx(t)
 	w := &countingTarget{data: []byte(`{"AccessToken":{"k":{"secret":"s1"}}}`)}
@@ -177,7 +178,7 @@ func TestReplaceUnchangedFile(t *testing.T) {
 // token calls of a real MSAL client: one.
 func TestReplaceUnchangedThroughMSAL(t *testing.T) {
 	s := startIDP(t)
-	path := filepath.Join(t.TempDir(), "msal.cache")
+	path := filepath.Join(testdir.New(t), "msal.cache")
 	mustLogin(t, mustApp(t, s, openCache(t, path, plaintextMode)), scope("a"))
 
 	c := openCache(t, path, plaintextMode)
@@ -215,7 +216,7 @@ func (s *shuffledTarget) Marshal() ([]byte, error) {
 // order writes nothing (the file keeps its inode and mtime), and so does
 // MSAL's RemoveAccount of an account that is not there.
 func TestExportSameContentNoWrite(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "msal.cache")
+	path := filepath.Join(testdir.New(t), "msal.cache")
 	c := openCache(t, path, plaintextMode)
 	ctx := testCtx(t)
 	var entries []string
@@ -272,7 +273,7 @@ func statFile(t testing.TB, path string) os.FileInfo {
 // TestMergedStateReachesMSAL: after Export merged another process's
 // entries, the next Replace hands MSAL the merged state.
 func TestMergedStateReachesMSAL(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "msal.cache")
+	path := filepath.Join(testdir.New(t), "msal.cache")
 	ctx := testCtx(t)
 	a, b := openCache(t, path, plaintextMode), openCache(t, path, plaintextMode)
 	ta, tb := &countingTarget{}, &countingTarget{}
@@ -304,7 +305,7 @@ func TestMergedStateReachesMSAL(t *testing.T) {
 // cache always loads, and the lock is free within a second.
 func TestCrashWhileWriting(t *testing.T) {
 	s := startIDP(t)
-	path := filepath.Join(t.TempDir(), "msal.cache")
+	path := filepath.Join(testdir.New(t), "msal.cache")
 	mustLogin(t, mustApp(t, s, openCache(t, path, plaintextMode)), scope("login"))
 	rounds := 50
 	if testing.Short() {
@@ -367,7 +368,7 @@ func TestBadFiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startIDP(t)
-			path := filepath.Join(t.TempDir(), "msal.cache")
+			path := filepath.Join(testdir.New(t), "msal.cache")
 			if err := os.WriteFile(path, tt.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -401,7 +402,7 @@ func dpapiBlobLike() []byte {
 // MSAL clients in one process, under -race.
 func TestConcurrentGoroutines(t *testing.T) {
 	s := startIDP(t)
-	path := filepath.Join(t.TempDir(), "msal.cache")
+	path := filepath.Join(testdir.New(t), "msal.cache")
 	c := openCache(t, path, plaintextMode)
 	app1, app2 := mustApp(t, s, c), mustApp(t, s, c)
 	mustLogin(t, app1, scope("login"))
@@ -442,7 +443,7 @@ func TestConcurrentGoroutines(t *testing.T) {
 // TestClear signs out everywhere: another process's client sees no account.
 func TestClear(t *testing.T) {
 	s := startIDP(t)
-	path := filepath.Join(t.TempDir(), "msal.cache")
+	path := filepath.Join(testdir.New(t), "msal.cache")
 	c1, c2 := openCache(t, path, plaintextMode), openCache(t, path, plaintextMode)
 	app1, app2 := mustApp(t, s, c1), mustApp(t, s, c2)
 	mustLogin(t, app1, scope("a"))
@@ -466,7 +467,7 @@ func TestClear(t *testing.T) {
 // TestContextHonoured: a held lock makes Export wait only as long as ctx,
 // or WithLockTimeout when ctx has no deadline; the error names the holder.
 func TestContextHonoured(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "msal.cache")
+	path := filepath.Join(testdir.New(t), "msal.cache")
 	c := openCache(t, path, plaintextMode, WithLockTimeout(300*time.Millisecond))
 	hold, err := lock.New(path + ".lockfile").Lock(context.Background())
 	if err != nil {
@@ -499,7 +500,7 @@ func TestContextHonoured(t *testing.T) {
 
 // TestNewValidates: bad options fail before any side effect.
 func TestNewValidates(t *testing.T) {
-	dir := t.TempDir()
+	dir := testdir.New(t)
 	for _, tt := range []struct {
 		name string
 		path string

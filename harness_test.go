@@ -26,6 +26,7 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 
 	"github.com/msalcache/msalcache/internal/fakeidp"
+	"github.com/msalcache/msalcache/internal/testdir"
 	"github.com/msalcache/msalcache/persistence"
 )
 
@@ -65,7 +66,7 @@ func startIDP(t testing.TB) *idp {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	certFile := filepath.Join(t.TempDir(), "idp.pem")
+	certFile := filepath.Join(testdir.New(t), "idp.pem")
 	if err := os.WriteFile(certFile, s.CertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
