@@ -1,0 +1,100 @@
+//go:build darwin || dragonfly || freebsd || illumos || linux || netbsd || openbsd
+
+package lock
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// On Unix the OS lock is flock(2), exclusive, on the whole file: the call
+// gofrs/flock, MSAL Python's portalocker and .NET (FileShare.None) make.
+// It belongs to the open file, so a lock is on exactly the file we opened,
+// and the kernel drops it when its holder dies.
+
+// contentPrefix goes before our pid in the lock file: nothing on Unix.
+const contentPrefix = ""
+
+func createExclusive(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+}
+
+func openExisting(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDWR, 0)
+}
+
+// isTransient reports an error that goes away by itself: none on Unix.
+func isTransient(error) bool { return false }
+
+func tryLockFile(f *os.File) (bool, error) {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		switch err {
+		case nil:
+			return true, nil
+		case unix.EWOULDBLOCK:
+			return false, nil
+		case unix.EINTR:
+			continue
+		}
+		return false, &fs.PathError{Op: "flock", Path: f.Name(), Err: err}
+	}
+}
+
+func unlockFile(f *os.File) error {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_UN); err != nil {
+		return &fs.PathError{Op: "funlock", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// deleteHeld removes the lock file we hold. Unix deletes by name, so check
+// first that the name is still ours: a sister library that deletes the lock
+// file after releasing its OS lock (AzureAD's Go extension, MSAL Python) may
+// have removed it, and another process may have created a new one since.
+func deleteHeld(f *os.File, path string, fi fs.FileInfo) error {
+	cur, err := os.Stat(path)
+	if err != nil || !os.SameFile(cur, fi) {
+		return fmt.Errorf("%s was deleted or replaced by another program while this process held it; the lock may not have excluded that program", path)
+	}
+	return os.Remove(path)
+}
+
+// readHeldAt reads a lock file another process holds: flock does not stop reads.
+func readHeldAt(f *os.File, buf []byte) (int, error) { return f.ReadAt(buf, 0) }
+
+// processAlive reports whether a process with this pid exists. kill with
+// signal 0 only checks: it delivers nothing. EPERM means the process exists
+// but belongs to another user. A zombie (dead, not yet reaped) has dropped
+// its locks and counts as dead.
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := unix.Kill(pid, 0)
+	if err != nil && !errors.Is(err, unix.EPERM) {
+		return false
+	}
+	return !zombie(pid)
+}
+
+// zombie reads the state of pid on Linux; elsewhere it says false.
+func zombie(pid int) bool {
+	if runtime.GOOS != "linux" && runtime.GOOS != "android" {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ...": comm may contain anything, so find the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+}

@@ -1,0 +1,463 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gofrs/flock"
+)
+
+// TestProcesses: 8 processes × 250 critical sections; the counter they
+// increment by read-modify-write is exact and their O_EXCL marker never
+// collides.
+func TestProcesses(t *testing.T) {
+	const procs, n = 8, 250
+	path := lockPath(t)
+	dir := filepath.Dir(path)
+	var hs []*helper
+	for range procs {
+		hs = append(hs, start(t, "counter", pathEnv+"="+path, dirEnv+"="+dir, countEnv+"="+strconv.Itoa(n)))
+	}
+	for _, h := range hs {
+		h.wait()
+	}
+	checkCounter(t, dir, procs*n)
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("lock file left behind: %v", err)
+	}
+}
+
+// TestGoroutines: the same with 16 goroutines of one process, half of them
+// sharing one *Lock; also a plain variable, for the race detector.
+func TestGoroutines(t *testing.T) {
+	const goroutines, n = 16, 250
+	path := lockPath(t)
+	dir := filepath.Dir(path)
+	shared := New(path)
+	var (
+		wg    sync.WaitGroup
+		plain int // guarded by the lock only
+		errs  = make(chan error, goroutines)
+	)
+	for g := range goroutines {
+		l := shared
+		if g%2 == 0 {
+			l = New(path)
+		}
+		wg.Go(func() {
+			errs <- countUp(l, dir, n, func() { plain++ })
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if plain != goroutines*n {
+		t.Errorf("plain counter = %d, want %d", plain, goroutines*n)
+	}
+	checkCounter(t, dir, goroutines*n)
+}
+
+func checkCounter(t *testing.T, dir string, want int) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "counter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := strconv.Atoi(string(b)); got != want {
+		t.Errorf("counter = %d, want %d", got, want)
+	}
+}
+
+// TestKilledHolder: a holder killed with SIGKILL (TerminateProcess on
+// Windows) is taken over within a second. The killed process is not reaped
+// before the takeover: on Linux it stays a zombie whose pid kill(2) still
+// finds, and it must count as dead.
+func TestKilledHolder(t *testing.T) {
+	path := lockPath(t)
+	h := start(t, "hold", pathEnv+"="+path)
+	h.ready()
+	ch := lockAsync(context.Background(), New(path))
+	mustBlock(t, ch, 200*time.Millisecond)
+	killed := time.Now()
+	if err := h.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	r := mustGet(t, ch, 5*time.Second)
+	if d := r.at.Sub(killed); d > time.Second {
+		t.Errorf("took over %v after the kill, want within 1s", d)
+	}
+	t.Logf("took over %v after the kill", r.at.Sub(killed))
+}
+
+// TestStalePID: a leftover file whose pid is dead, in every sister
+// library's format, is adopted at once, and deleted on unlock.
+func TestStalePID(t *testing.T) {
+	pid := deadPID(t)
+	for _, format := range []string{
+		"%d",                 // msal-node-extensions
+		"%d /usr/bin/python", // MSAL Python
+		"%d dotnet\n",        // .NET
+		"{%d} {/usr/bin/go}", // AzureAD Go extension
+	} {
+		t.Run(strings.Fields(format)[0], func(t *testing.T) {
+			path := lockPath(t)
+			writeFile(t, path, fmt.Sprintf(format, pid), time.Now())
+			begin := time.Now()
+			unlock, err := New(path, WithTimeout(5*time.Second)).Lock(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(begin); d > 500*time.Millisecond {
+				t.Errorf("took %v to adopt a dead holder's file", d)
+			}
+			if got := readPID(t, path); got != os.Getpid() {
+				t.Errorf("lock file names pid %d, want ours %d", got, os.Getpid())
+			}
+			if err := unlock(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("lock file not deleted on unlock: %v", err)
+			}
+		})
+	}
+}
+
+// TestStaleEmpty: an empty file older than a second is adopted at once;
+// a fresh one (its creator has not written its pid yet) is waited for.
+func TestStaleEmpty(t *testing.T) {
+	t.Run("old", func(t *testing.T) {
+		path := lockPath(t)
+		writeFile(t, path, "", time.Now().Add(-2*time.Second))
+		ch := lockAsync(context.Background(), New(path))
+		mustGet(t, ch, 500*time.Millisecond)
+	})
+	t.Run("fresh", func(t *testing.T) {
+		path := lockPath(t)
+		writeFile(t, path, "", time.Now())
+		begin := time.Now()
+		ch := lockAsync(context.Background(), New(path))
+		mustBlock(t, ch, 500*time.Millisecond)
+		r := mustGet(t, ch, 2*time.Second)
+		if d := r.at.Sub(begin); d < 900*time.Millisecond {
+			t.Errorf("adopted a fresh empty file after %v, want about 1s", d)
+		}
+	})
+}
+
+// TestLiveWithoutOSLock: a file whose pid is alive but that has no OS lock
+// is an O_EXCL holder (msal-node-extensions): wait, never take over, and
+// get the lock when the holder deletes the file.
+func TestLiveWithoutOSLock(t *testing.T) {
+	path := lockPath(t)
+	h := start(t, "excl", pathEnv+"="+path)
+	h.ready()
+	ch := lockAsync(context.Background(), New(path))
+	mustBlock(t, ch, 300*time.Millisecond)
+	released := time.Now()
+	h.release()
+	r := mustGet(t, ch, 2*time.Second)
+	t.Logf("got the lock %v after the O_EXCL holder deleted its file", r.at.Sub(released))
+}
+
+// TestFlockHolder: a holder that uses only the OS lock and deletes the file
+// after unlocking (AzureAD's Go extension; MSAL Python with portalocker
+// does the same) makes us wait; we get the lock when it lets go.
+func TestFlockHolder(t *testing.T) {
+	path := lockPath(t)
+	h := start(t, "flock", pathEnv+"="+path)
+	h.ready()
+	ch := lockAsync(context.Background(), New(path))
+	mustBlock(t, ch, 300*time.Millisecond)
+	h.release()
+	mustGet(t, ch, 2*time.Second)
+}
+
+// TestExcludesOthers: while we hold the lock, an O_EXCL locker
+// (msal-node-extensions, MSAL Python without portalocker) and an OS-lock
+// locker (gofrs/flock, portalocker, .NET on Unix) both fail.
+func TestExcludesOthers(t *testing.T) {
+	path := lockPath(t)
+	unlock, err := New(path).Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); !errors.Is(err, fs.ErrExist) {
+		if f != nil {
+			f.Close()
+		}
+		t.Errorf("O_EXCL create while held: %v, want it to exist", err)
+	}
+	fl := flock.New(path)
+	if ok, err := fl.TryLock(); ok {
+		fl.Unlock()
+		t.Error("gofrs/flock got the lock while we held it")
+	} else {
+		t.Logf("gofrs/flock TryLock while held: ok=false, err=%v", err)
+	}
+}
+
+// TestMissingDir: the directories of the lock file are created, 0700, and
+// the file is 0600.
+func TestMissingDir(t *testing.T) {
+	root := tempDir(t)
+	path := filepath.Join(root, "a", "b", "cache.lockfile")
+	unlock, err := New(path).Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if runtime.GOOS == "windows" {
+		return // no Unix modes
+	}
+	for _, c := range []struct {
+		path string
+		want fs.FileMode
+	}{{filepath.Join(root, "a"), 0o700}, {filepath.Join(root, "a", "b"), 0o700}, {path, 0o600}} {
+		fi, err := os.Stat(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != c.want {
+			t.Errorf("%s: mode %v, want %v", c.path, got, c.want)
+		}
+	}
+}
+
+// TestReadOnlyDir: a lock file that cannot be created is an error at once,
+// not a wait until the timeout.
+func TestReadOnlyDir(t *testing.T) {
+	path := filepath.Join(readOnlyDir(t), "cache.lockfile")
+	begin := time.Now()
+	unlock, err := New(path, WithTimeout(10*time.Second)).Lock(context.Background())
+	if err == nil {
+		unlock()
+		t.Fatal("Lock succeeded in a read-only directory")
+	}
+	if d := time.Since(begin); d > time.Second {
+		t.Errorf("took %v to fail", d)
+	}
+	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), path) {
+		t.Errorf("error %q: want a permission error naming the path", err)
+	}
+	t.Log(err)
+}
+
+// readOnlyDir returns a directory where files cannot be created. A mode of
+// 0500 does not stop root or Windows, so try other ways (see
+// unwritableDirs).
+func readOnlyDir(t *testing.T) string {
+	dir := tempDir(t)
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o700) })
+	makeReadOnly(t, dir)
+	for _, d := range append([]string{dir}, unwritableDirs...) {
+		f, err := os.CreateTemp(d, "probe")
+		if err == nil {
+			f.Close()
+			os.Remove(f.Name())
+			continue
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return d
+		}
+	}
+	t.Fatalf("found no read-only directory: %s is writable (running as root?), and so are %q", dir, unwritableDirs)
+	return ""
+}
+
+// TestTimeout: the wait is bounded by WithTimeout or ctx, the time waited is
+// right, and the error wraps context.DeadlineExceeded and names the holder.
+func TestTimeout(t *testing.T) {
+	path := lockPath(t)
+	h := start(t, "hold", pathEnv+"="+path)
+	h.ready()
+	holder := fmt.Sprintf("held by pid %d (for ", h.pid())
+
+	check := func(t *testing.T, l *Lock, ctx context.Context, want time.Duration, wantErr error) {
+		t.Helper()
+		begin := time.Now()
+		unlock, err := l.Lock(ctx)
+		if err == nil {
+			unlock()
+			t.Fatal("Lock succeeded while held")
+		}
+		waited := time.Since(begin)
+		if waited < want || waited > want+time.Second {
+			t.Errorf("waited %v, want %v", waited, want)
+		}
+		if !errors.Is(err, wantErr) {
+			t.Errorf("error %q does not wrap %v", err, wantErr)
+		}
+		if !strings.Contains(err.Error(), holder) || !strings.HasPrefix(err.Error(), "lock: ") {
+			t.Errorf("error %q does not say %q", err, holder)
+		}
+		t.Log(err)
+	}
+	t.Run("option", func(t *testing.T) {
+		check(t, New(path, WithTimeout(300*time.Millisecond)), context.Background(), 300*time.Millisecond, context.DeadlineExceeded)
+	})
+	t.Run("deadline", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		check(t, New(path, WithTimeout(time.Hour)), ctx, 200*time.Millisecond, context.DeadlineExceeded)
+	})
+	t.Run("cancel", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(200*time.Millisecond, cancel)
+		check(t, New(path), ctx, 200*time.Millisecond, context.Canceled)
+	})
+}
+
+// TestGoroutineTimeout: a goroutine waiting for another goroutine of this
+// process times out too, and says so.
+func TestGoroutineTimeout(t *testing.T) {
+	path := lockPath(t)
+	unlock, err := New(path).Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	_, err = New(path, WithTimeout(100*time.Millisecond)).Lock(context.Background())
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "another goroutine") {
+		t.Errorf("error %v: want a timeout naming another goroutine", err)
+	}
+}
+
+// TestUnlockTwice: a second unlock is an error and does not delete the lock
+// file of the next holder (msal-node-extensions' double unlock did).
+func TestUnlockTwice(t *testing.T) {
+	path := lockPath(t)
+	l := New(path)
+	unlock, err := l.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	unlock2, err := l.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock2()
+	if err := unlock(); err == nil {
+		t.Error("second unlock returned nil")
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the next holder's lock file is gone: %v", err)
+	}
+	ch := lockAsync(context.Background(), New(path))
+	mustBlock(t, ch, 100*time.Millisecond)
+	unlock2()
+	mustGet(t, ch, time.Second)
+}
+
+func TestParsePID(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"1234", 1234},
+		{"1234 /usr/bin/python3 -m az", 1234},
+		{"1234 dotnet\n", 1234},
+		{"1234\r\n", 1234},
+		{"{1234} {/usr/local/bin/app}", 1234},
+		{" 1234 app", 1234}, // ours on Windows
+		{"1234} app", 1234}, // AzureAD's read from byte 1 on Windows
+		{"", 0},
+		{"   ", 0},
+		{"0", 0},
+		{"-1", 0},
+		{"12a4", 0},
+		{"{1234 app", 0},
+		{"99999999999", 0},
+		{"2147483647", 2147483647},
+		{"2147483648", 0},
+		{"app 1234", 0},
+	} {
+		if got := parsePID([]byte(c.in)); got != c.want {
+			t.Errorf("parsePID(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+	if got := parsePID(ownerLine()); got != os.Getpid() {
+		t.Errorf("parsePID(ownerLine()) = %d, want %d", got, os.Getpid())
+	}
+}
+
+func FuzzParsePID(f *testing.F) {
+	for _, s := range []string{"1234", "{1} {x}", " 77 y\n", "", "}{"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pid := parsePID(b)
+		if pid < 0 {
+			t.Fatalf("negative pid %d", pid)
+		}
+		if pid > 0 && !strings.Contains(string(b), strconv.Itoa(pid)) {
+			t.Fatalf("pid %d is not in %q", pid, b)
+		}
+	})
+}
+
+func TestProcessAlive(t *testing.T) {
+	if !processAlive(os.Getpid()) {
+		t.Error("this process is not alive")
+	}
+	h := start(t, "hold", pathEnv+"="+lockPath(t))
+	h.ready()
+	if !processAlive(h.pid()) {
+		t.Error("a running child is not alive")
+	}
+	if pid := deadPID(t); processAlive(pid) {
+		t.Errorf("exited pid %d is alive", pid)
+	}
+	for _, pid := range []int{0, -1} {
+		if processAlive(pid) {
+			t.Errorf("pid %d is alive", pid)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, content string, mtime time.Time) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readPID(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		// Windows: os.Open does not share delete access, and byte 0 is
+		// locked: the pid starts at byte 1.
+		f, err2 := openExisting(path)
+		if err2 != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b = readHeld(f)
+	}
+	return parsePID(b)
+}
