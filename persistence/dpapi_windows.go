@@ -58,7 +58,7 @@ func (dpapi) Open(ctx context.Context, sealed []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !bytes.HasPrefix(sealed, dpapiPrefix) {
+	if !isDPAPI(sealed) {
 		return nil, fmt.Errorf("%w: not a DPAPI blob", ErrCorrupt)
 	}
 	pt, err := dpapiUnprotect(sealed)

@@ -103,11 +103,15 @@ func parseEnvelope(b []byte) (envelope, error) {
 }
 
 // open authenticates and decrypts e with k, which must have e's key id.
-func (k *envelopeKey) open(e envelope) ([]byte, error) {
+func (k *envelopeKey) open(e envelope) ([]byte, error) { return k.openTo(nil, e) }
+
+// openTo is open that appends the plaintext to dst; dst may be
+// e.ciphertext[:0] to decrypt in place.
+func (k *envelopeKey) openTo(dst []byte, e envelope) ([]byte, error) {
 	if k.id != e.keyID {
 		return nil, fmt.Errorf("%w: the file was encrypted with another key (key id %x, the keyring holds %x)", ErrCorrupt, e.keyID, k.id)
 	}
-	pt, err := k.aead.Open(nil, e.nonce, e.ciphertext, e.header)
+	pt, err := k.aead.Open(dst, e.nonce, e.ciphertext, e.header)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the envelope does not authenticate (tampered or damaged)", ErrCorrupt)
 	}

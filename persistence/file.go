@@ -143,6 +143,9 @@ func (f *File) decode(ctx context.Context, raw []byte, fm Format) ([]byte, error
 	case fm == FormatPlaintext:
 		return plaintext{}.Open(ctx, raw)
 	case fm == native || native == FormatUnknown:
+		if o, ok := f.p.(inPlaceOpener); ok {
+			return o.openInPlace(ctx, raw)
+		}
 		return f.p.Open(ctx, raw)
 	case fm == FormatEnvelope:
 		return nil, fmt.Errorf("%w: the file is an msalcache envelope, encrypted with a key from the macOS Keychain or a Linux Secret Service; this cache is configured for %s protection, which cannot open it",
@@ -152,6 +155,11 @@ func (f *File) decode(ctx context.Context, raw []byte, fm Format) ([]byte, error
 			ErrCorrupt, f.p.Name())
 	}
 	return nil, fmt.Errorf("%w: unrecognized content (neither JSON, an msalcache envelope nor a DPAPI blob)", ErrCorrupt)
+}
+
+// inPlaceOpener is a Protector that can decrypt into the buffer it is given.
+type inPlaceOpener interface {
+	openInPlace(ctx context.Context, sealed []byte) ([]byte, error)
 }
 
 // Write seals plaintext with the Protector and replaces the file atomically:

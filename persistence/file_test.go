@@ -1,6 +1,8 @@
 package persistence
 
 import (
+	"github.com/msalcache/msalcache/internal/testdir"
+
 	"bytes"
 	"context"
 	"errors"
@@ -25,7 +27,7 @@ func protectors() map[string]func() Protector {
 func TestFileRoundTrip(t *testing.T) {
 	for name, newP := range protectors() {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "sub", "dir", "cache.json")
+			path := filepath.Join(testdir.New(t), "sub", "dir", "cache.json")
 			f := mustNewFile(t, path, newP())
 			if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, fs.ErrNotExist) {
 				t.Fatal("NewFile created something")
@@ -62,7 +64,7 @@ func TestFileRoundTrip(t *testing.T) {
 }
 
 func TestFileMissing(t *testing.T) {
-	f := mustNewFile(t, filepath.Join(t.TempDir(), "cache.json"), Plaintext())
+	f := mustNewFile(t, filepath.Join(testdir.New(t), "cache.json"), Plaintext())
 	if v, err := f.Stat(); err != nil || v != (Version{}) || v.Exists() {
 		t.Errorf("Stat of a missing file = %+v, %v", v, err)
 	}
@@ -79,7 +81,7 @@ func TestFileMissing(t *testing.T) {
 }
 
 func TestFileRemove(t *testing.T) {
-	f := mustNewFile(t, filepath.Join(t.TempDir(), "cache.json"), Plaintext())
+	f := mustNewFile(t, filepath.Join(testdir.New(t), "cache.json"), Plaintext())
 	mustWrite(t, f, secretJSON)
 	if err := f.Remove(); err != nil {
 		t.Fatal(err)
@@ -94,7 +96,7 @@ func TestFileRemove(t *testing.T) {
 func TestFileVersionChangesOnEveryWrite(t *testing.T) {
 	for name, newP := range protectors() {
 		t.Run(name, func(t *testing.T) {
-			f := mustNewFile(t, filepath.Join(t.TempDir(), "cache.json"), newP())
+			f := mustNewFile(t, filepath.Join(testdir.New(t), "cache.json"), newP())
 			seen := map[Version]int{}
 			for i := range 50 {
 				v := mustWrite(t, f, secretJSON)
@@ -113,7 +115,7 @@ func TestFileVersionChangesOnEveryWrite(t *testing.T) {
 // A file written by the plaintext fallback is read by the encrypted
 // protection and rewritten encrypted: the user stays signed in.
 func TestFileFormatUpgrade(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cache.json")
+	path := filepath.Join(testdir.New(t), "cache.json")
 	mustWrite(t, mustNewFile(t, path, Plaintext()), secretJSON)
 
 	f := mustNewFile(t, path, memKeyring(newMemStore()))
@@ -167,7 +169,7 @@ func TestFileCorrupt(t *testing.T) {
 				if tt.name == "truncated envelope" && name != "envelope" {
 					tt.mentions = "envelope"
 				}
-				path := filepath.Join(t.TempDir(), "cache.json")
+				path := filepath.Join(testdir.New(t), "cache.json")
 				if err := os.WriteFile(path, tt.content, 0o600); err != nil {
 					t.Fatal(err)
 				}
@@ -189,7 +191,7 @@ func TestFileCorrupt(t *testing.T) {
 }
 
 func TestFileReadsBOMAndSpace(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cache.json")
+	path := filepath.Join(testdir.New(t), "cache.json")
 	content := append([]byte("\xef\xbb\xbf \n"), secretJSON...)
 	if err := os.WriteFile(path, content, 0o600); err != nil {
 		t.Fatal(err)
@@ -204,7 +206,7 @@ func TestFileReadsBOMAndSpace(t *testing.T) {
 }
 
 func TestFileQuarantine(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cache.json")
+	path := filepath.Join(testdir.New(t), "cache.json")
 	garbage := []byte("\x00garbage that is not a cache")
 	if err := os.WriteFile(path, garbage, 0o600); err != nil {
 		t.Fatal(err)
@@ -246,7 +248,7 @@ func (failingProtector) Seal(context.Context, []byte) ([]byte, error) {
 }
 
 func TestFileWriteFailureLeavesNothing(t *testing.T) {
-	dir := t.TempDir()
+	dir := testdir.New(t)
 	path := filepath.Join(dir, "cache.json")
 	f := mustNewFile(t, path, Plaintext())
 	mustWrite(t, f, []byte(`{"old":1}`))
@@ -274,7 +276,7 @@ func TestFileWriteFailureLeavesNothing(t *testing.T) {
 func TestFileVerify(t *testing.T) {
 	for name, newP := range protectors() {
 		t.Run(name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "new")
+			dir := filepath.Join(testdir.New(t), "new")
 			f := mustNewFile(t, filepath.Join(dir, "cache.json"), newP())
 			if err := f.Verify(context.Background()); err != nil {
 				t.Fatal(err)
@@ -297,7 +299,7 @@ func TestFileVerify(t *testing.T) {
 func TestFileVerifyProbeFails(t *testing.T) {
 	store := newMemStore()
 	store.err = errors.New("failed to unlock correct collection")
-	err := mustNewFile(t, filepath.Join(t.TempDir(), "c.json"), memKeyring(store)).Verify(context.Background())
+	err := mustNewFile(t, filepath.Join(testdir.New(t), "c.json"), memKeyring(store)).Verify(context.Background())
 	wantErrIs(t, err, ErrUnavailable)
 	if !strings.Contains(err.Error(), "probe") {
 		t.Errorf("error %q does not say which step failed", err)
@@ -311,7 +313,7 @@ func TestNewFile(t *testing.T) {
 	if _, err := NewFile("x.json", nil); err == nil {
 		t.Error("NewFile accepted a nil Protector")
 	}
-	dir := t.TempDir()
+	dir := testdir.New(t)
 	t.Chdir(dir)
 	f := mustNewFile(t, "rel.json", Plaintext())
 	if want := filepath.Join(dir, "rel.json"); f.Path() != want {
@@ -331,7 +333,7 @@ func TestFileConcurrentReadWrite(t *testing.T) {
 	for name, newP := range protectors() {
 		t.Run(name, func(t *testing.T) {
 			p := newP()
-			path := filepath.Join(t.TempDir(), "cache.json")
+			path := filepath.Join(testdir.New(t), "cache.json")
 			contents := map[string]bool{}
 			for i := range 4 {
 				contents[fmt.Sprintf(`{"writer":%d,"pad":"%s"}`, i, strings.Repeat("x", 1000*i))] = true

@@ -3,6 +3,8 @@
 package persistence
 
 import (
+	"github.com/msalcache/msalcache/internal/testdir"
+
 	"bufio"
 	"context"
 	"crypto/rand"
@@ -18,7 +20,7 @@ import (
 )
 
 func TestFilePermissions(t *testing.T) {
-	base := t.TempDir()
+	base := testdir.New(t)
 	path := filepath.Join(base, "a", "b", "cache.json")
 	f := mustNewFile(t, path, Plaintext())
 	old := syscall.Umask(0)
@@ -40,7 +42,7 @@ func TestFilePermissions(t *testing.T) {
 }
 
 func TestNewFileRefusesSymlink(t *testing.T) {
-	dir := t.TempDir()
+	dir := testdir.New(t)
 	target := filepath.Join(dir, "real.json")
 	if err := os.WriteFile(target, secretJSON, 0o600); err != nil {
 		t.Fatal(err)
@@ -65,7 +67,7 @@ func TestNewFileRefusesSymlink(t *testing.T) {
 func TestNewFileRefusesSharedDirectory(t *testing.T) {
 	for _, mode := range []os.FileMode{0o770, 0o757, 0o777, 0o777 | os.ModeSticky} {
 		t.Run(mode.String(), func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "shared")
+			dir := filepath.Join(testdir.New(t), "shared")
 			if err := os.Mkdir(dir, 0o700); err != nil {
 				t.Fatal(err)
 			}
@@ -80,7 +82,7 @@ func TestNewFileRefusesSharedDirectory(t *testing.T) {
 	}
 	// Creating the directory inside a world-writable one is refused too,
 	// unless that one is sticky (like /tmp).
-	parent := filepath.Join(t.TempDir(), "open")
+	parent := filepath.Join(testdir.New(t), "open")
 	if err := os.Mkdir(parent, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +115,7 @@ func TestCrashSafety(t *testing.T) {
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
 	key := base64.StdEncoding.EncodeToString(raw)
-	dir := t.TempDir()
+	dir := testdir.New(t)
 	path := filepath.Join(dir, "cache.json")
 	want := map[string]bool{}
 	for _, c := range crashContents() {

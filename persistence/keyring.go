@@ -128,6 +128,16 @@ func (p *keyringProtector) Seal(ctx context.Context, plaintext []byte) ([]byte, 
 // memory, the key is fetched from the keyring once more (another process may
 // have created it) before the file is declared corrupt.
 func (p *keyringProtector) Open(ctx context.Context, sealed []byte) ([]byte, error) {
+	return p.open(ctx, sealed, false)
+}
+
+// openInPlace is Open that may overwrite sealed (File owns the bytes it read):
+// the plaintext is decrypted into the same buffer, saving an allocation.
+func (p *keyringProtector) openInPlace(ctx context.Context, sealed []byte) ([]byte, error) {
+	return p.open(ctx, sealed, true)
+}
+
+func (p *keyringProtector) open(ctx context.Context, sealed []byte, inPlace bool) ([]byte, error) {
 	e, err := parseEnvelope(sealed)
 	if err != nil {
 		return nil, err
@@ -142,6 +152,9 @@ func (p *keyringProtector) Open(ctx context.Context, sealed []byte) ([]byte, err
 	}
 	if err != nil {
 		return nil, err
+	}
+	if inPlace {
+		return k.openTo(e.ciphertext[:0], e)
 	}
 	return k.open(e)
 }

@@ -71,6 +71,15 @@ var dpapiPrefix = []byte{
 	0x8c, 0x7a, 0x00, 0xc0, 0x4f, 0xc2, 0x97, 0xeb,
 }
 
+// wineDPAPIPrefix starts the blobs of Wine's CryptProtectData, which puts
+// "Wine Crypt32 ok" where Windows has the provider GUID. Recognized so that
+// the Windows code is tested for real under Wine.
+var wineDPAPIPrefix = []byte("\x01\x00\x00\x00Wine Crypt32 ok\x00")
+
+func isDPAPI(b []byte) bool {
+	return bytes.HasPrefix(b, dpapiPrefix) || bytes.HasPrefix(b, wineDPAPIPrefix)
+}
+
 var utf8BOM = []byte("\xef\xbb\xbf")
 
 // DetectFormat tells from its first bytes which format b is in. It does not
@@ -82,7 +91,7 @@ func DetectFormat(b []byte) Format {
 		return FormatUnknown
 	case bytes.HasPrefix(b, envelopeMagic[:]):
 		return FormatEnvelope
-	case bytes.HasPrefix(b, dpapiPrefix):
+	case isDPAPI(b):
 		return FormatDPAPI
 	}
 	// JSON, possibly after a UTF-8 byte order mark or white space.
