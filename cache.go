@@ -36,6 +36,10 @@ type Cache struct {
 	// corrupt is set while current stands for an undecodable file, which
 	// is copied aside before it is first overwritten.
 	corrupt bool
+	// upgrade is set while the file is readable but in another format than
+	// the configured one (say, plaintext left by WithPlaintextFallback): the
+	// next Export rewrites it in the configured format.
+	upgrade bool
 	// views holds, per MSAL cache object, the snapshot its memory holds: it
 	// tells Replace whether Unmarshal is needed and is Export's merge base.
 	views map[any]*snapshot
@@ -165,7 +169,7 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 	if base == nil {
 		base = emptySnapshot
 	}
-	if ours.equal(base) {
+	if ours.equal(base) && !c.upgrade {
 		return nil // nothing changed since m was last synced
 	}
 	err = c.withLock(ctx, func() error {
@@ -173,7 +177,7 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 			return err
 		}
 		merged := merge(base, ours, c.current)
-		if !merged.equal(c.current) {
+		if !merged.equal(c.current) || c.upgrade {
 			if err := c.write(ctx, merged); err != nil {
 				return fmt.Errorf("%s: %w", c.file.Path(), err)
 			}
@@ -202,7 +206,7 @@ func (c *Cache) Clear(ctx context.Context) error {
 		if err := c.file.Remove(); err != nil {
 			return err
 		}
-		c.current, c.version, c.corrupt = emptySnapshot, persistence.Version{}, false
+		c.current, c.version, c.corrupt, c.upgrade = emptySnapshot, persistence.Version{}, false, false
 		clear(c.views)
 		return nil
 	})
@@ -243,7 +247,7 @@ func (c *Cache) refresh(ctx context.Context) error {
 // file. A corrupt file is treated as empty and kept aside before it is
 // overwritten. c.mu is held; locked says whether the lock is too.
 func (c *Cache) load(ctx context.Context, locked bool) error {
-	data, v, err := c.file.Read(ctx)
+	data, v, format, err := c.file.ReadFormat(ctx)
 	var snap *snapshot
 	if err == nil {
 		snap, err = parseSnapshot(data)
@@ -258,12 +262,17 @@ func (c *Cache) load(ctx context.Context, locked bool) error {
 	case errors.Is(err, persistence.ErrCorrupt):
 		c.log.Warn("msalcache: the token cache file cannot be read; starting with an empty cache (users sign in again). A copy is kept before it is overwritten.",
 			"path", c.file.Path(), "copy", c.file.Path()+".corrupt", "reason", err.Error())
-		c.current, c.version, c.corrupt = emptySnapshot, v, true
+		c.current, c.version, c.corrupt, c.upgrade = emptySnapshot, v, true, false
 		return nil
 	case err != nil:
 		return err
 	}
 	c.current, c.version, c.corrupt = snap, v, false
+	c.upgrade = format != persistence.FormatNone && format != c.file.Format()
+	if c.upgrade {
+		c.log.Info("msalcache: the token cache file is in another format; the next write converts it",
+			"path", c.file.Path(), "found", string(format), "configured", string(c.file.Format()))
+	}
 	return nil
 }
 
@@ -280,7 +289,7 @@ func (c *Cache) write(ctx context.Context, s *snapshot) error {
 	if err != nil {
 		return err
 	}
-	c.current, c.version, c.corrupt = s, v, false
+	c.current, c.version, c.corrupt, c.upgrade = s, v, false, false
 	return nil
 }
 

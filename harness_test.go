@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -23,11 +24,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 
 	"github.com/msalcache/msalcache/internal/fakeidp"
 	"github.com/msalcache/msalcache/internal/testdir"
-	"github.com/msalcache/msalcache/persistence"
 )
 
 const testClientID = "0b6d4f1e-6f0a-4c53-9a39-3f2c1d5e7a11"
@@ -231,6 +232,11 @@ type childApp struct {
 }
 
 func runRole(role string) error {
+	if role == "read-only" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return readOnlyRole(ctx, os.Getenv(envCache))
+	}
 	pem, err := os.ReadFile(os.Getenv(envCert))
 	if err != nil {
 		return err
@@ -344,4 +350,27 @@ func readCacheJSON(t testing.TB, c *Cache) *snapshot {
 	return s
 }
 
-var _ = persistence.ErrCorrupt
+// readOnlyRole runs in the child of TestReadOnlyCacheDirectory.
+func readOnlyRole(ctx context.Context, path string) error {
+	c, err := New(path, WithPlaintext())
+	if err != nil {
+		return err
+	}
+	target := &countingTarget{}
+	if err := c.Replace(ctx, target, cache.ReplaceHints{}); err != nil {
+		return err
+	}
+	if !bytes.Contains(target.data, []byte("kept")) {
+		return errors.New("the cache did not load in a read-only directory")
+	}
+	target.data = []byte(`{"AccessToken":{"k":{"secret":"new"}}}`)
+	err = c.Export(ctx, target, cache.ExportHints{})
+	if err == nil {
+		return errors.New("Export succeeded in a read-only directory")
+	}
+	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), filepath.Dir(path)) {
+		return errors.New("Export's error is not a permission error naming the directory: " + err.Error())
+	}
+	os.Stdout.WriteString("Export in a read-only directory: " + err.Error() + "\n")
+	return nil
+}

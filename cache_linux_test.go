@@ -1,0 +1,117 @@
+package msalcache
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
+
+	"github.com/msalcache/msalcache/internal/testdir"
+	"github.com/msalcache/msalcache/persistence"
+)
+
+// TestNoSessionBus: on a headless Linux box New fails fast with
+// ErrUnavailable and advice, unless WithPlaintextFallback was given, which
+// logs a warning naming the file. No dbus-launch is spawned.
+func TestNoSessionBus(t *testing.T) {
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "")
+	t.Setenv("XDG_RUNTIME_DIR", testdir.New(t))
+	t.Setenv("PATH", testdir.New(t)) // no dbus-launch to spawn, should anything try
+	if _, err := os.Stat("/run/user/" + strconv.Itoa(os.Getuid()) + "/bus"); err == nil {
+		t.Skip("this machine has a per-user session bus socket; the headless case cannot be staged here")
+	}
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	start := time.Now()
+	_, err := New(path, WithKeyringItem("msalcache-test", "no-bus"))
+	if !errors.Is(err, persistence.ErrUnavailable) || !strings.Contains(err.Error(), "WithPlaintextFallback") {
+		t.Errorf("New without a session bus: %v; want ErrUnavailable naming WithPlaintextFallback", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("New took %v to notice there is no session bus", d)
+	}
+
+	var log bytes.Buffer
+	c, err := New(path, WithKeyringItem("msalcache-test", "no-bus"), WithPlaintextFallback(),
+		WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Protection() != "plaintext" || !strings.Contains(log.String(), "WARN") || !strings.Contains(log.String(), path) {
+		t.Errorf("fallback: protection %q, log %q", c.Protection(), log.String())
+	}
+}
+
+// TestUpgradeFromPlaintext: a cache written by the plaintext fallback is
+// read by a Cache with the Secret Service (the user stays signed in) and
+// rewritten encrypted by its next write.
+func TestUpgradeFromPlaintext(t *testing.T) {
+	m := platformMode(t)
+	s := startIDP(t)
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	mustLogin(t, mustApp(t, s, openCache(t, path, plaintextMode)), scope("a"))
+
+	c := openCache(t, path, m)
+	if c.Protection() != "secret-service" {
+		t.Fatalf("Protection() = %q", c.Protection())
+	}
+	app := mustApp(t, s, c)
+	ctx := testCtx(t)
+	accounts, err := app.Accounts(ctx)
+	if err != nil || len(accounts) != 1 {
+		t.Fatalf("after the switch to the Secret Service: accounts %v, %v; want still signed in", accounts, err)
+	}
+	// A silent call that changes nothing still converts the file.
+	if _, err := app.AcquireTokenSilent(ctx, []string{scope("a")}, public.WithSilentAccount(accounts[0])); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.RemoveAccount(ctx, public.Account{HomeAccountID: "nobody.nowhere"}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := persistence.DetectFormat(raw); f != persistence.FormatEnvelope || bytes.Contains(raw, []byte("RefreshToken")) {
+		t.Errorf("after a write the file is %s; want the encrypted envelope", f)
+	}
+	if a, err := mustApp(t, s, openCache(t, path, m)).Accounts(ctx); err != nil || len(a) != 1 {
+		t.Errorf("a fresh encrypted Cache: accounts %v, %v", a, err)
+	}
+	if n := s.Requests().Token; n != 1 {
+		t.Errorf("token requests = %d, want 1: the user had to sign in again", n)
+	}
+}
+
+// TestWrongKeyIsCorrupt: a file encrypted under another keyring item's key
+// cannot be decrypted: a warning, an empty cache, a copy kept on overwrite.
+func TestWrongKeyIsCorrupt(t *testing.T) {
+	m := platformMode(t)
+	s := startIDP(t)
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	mustLogin(t, mustApp(t, s, openCache(t, path, m)), scope("a"))
+	original, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var log bytes.Buffer
+	other := openCache(t, path, platformMode(t), WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+	app := mustApp(t, s, other)
+	if a, err := app.Accounts(testCtx(t)); err != nil || len(a) != 0 {
+		t.Fatalf("with the wrong key: accounts %v, %v; want none and no error", a, err)
+	}
+	if !strings.Contains(log.String(), "WARN") {
+		t.Errorf("no warning: %q", log.String())
+	}
+	mustLogin(t, app, scope("b"))
+	if kept, err := os.ReadFile(path + ".corrupt"); err != nil || !bytes.Equal(kept, original) {
+		t.Errorf("the undecryptable file was not kept: %v", err)
+	}
+}
