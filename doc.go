@@ -1,0 +1,86 @@
+// Package msalcache is a persistent token cache for MSAL Go public-client
+// applications: desktop apps, command-line tools and CI jobs. The cache is
+// one file, encrypted with the operating system's own protection, shared
+// safely by every process of the app, and cheap on every silent token call.
+//
+// # Use
+//
+//	c, err := msalcache.New(filepath.Join(dir, "msal.cache"))
+//	if err != nil {
+//		return err // wraps persistence.ErrUnavailable: no keyring here
+//	}
+//	app, err := public.New(clientID,
+//		public.WithAuthority("https://login.microsoftonline.com/organizations"),
+//		public.WithCache(c))
+//	if err != nil {
+//		return err
+//	}
+//	accounts, err := app.Accounts(ctx)
+//	if err != nil {
+//		return err
+//	}
+//	if len(accounts) > 0 {
+//		res, err := app.AcquireTokenSilent(ctx, scopes, public.WithSilentAccount(accounts[0]))
+//		// ...
+//	}
+//
+// Pass WithPlaintextFallback where a keyring may be missing (SSH sessions,
+// containers, WSL), or WithPlaintext to choose an unencrypted file outright.
+//
+// # Protection
+//
+// New settles the protection and Cache.Protection names it:
+//
+//   - "dpapi" on Windows: the file is the DPAPI blob (current user, no
+//     entropy) of the MSAL JSON, as the other MSAL libraries write it.
+//   - "keychain" on macOS and "secret-service" on Linux: a random 256-bit
+//     key lives in the OS keyring (item persistence.DefaultKeyringService /
+//     persistence.DefaultKeyringAccount unless WithKeyringItem says
+//     otherwise); the file holds the MSAL JSON sealed with AES-256-GCM. The
+//     key is fetched once per process.
+//   - "plaintext": the MSAL JSON, readable by every MSAL library, in a file
+//     only its owner may read.
+//
+// A file in another format than the configured one is read if it can be and
+// rewritten in the configured format by the next write, so switching
+// protection (say, from the plaintext fallback to the Secret Service) keeps
+// users signed in.
+//
+// Threat model: the protection keeps tokens from other users of the
+// machine, from backups and from a stolen disk. It does not protect them
+// from programs running as the same user, which can ask the keyring or
+// DPAPI just as this package does.
+//
+// # Many processes
+//
+// Every process that opens the same path shares one cache. Writes take a
+// cross-process lock ("<path>.lockfile", see package lock) that also
+// excludes the other MSAL libraries' writers, and recovers by itself from a
+// holder that crashed. Export merges: an entry this process added, changed or
+// removed since it last read the file wins, every other entry is taken from
+// the file as it is now, so concurrent processes never lose each other's
+// tokens. Replace reads without the lock: writes replace the file atomically
+// (a temporary file renamed over it), so a reader sees the old file or the
+// new one, never a mix.
+//
+// What is promised is atomicity, not durability of the last write: after a
+// power cut the file holds a complete earlier or later state. On network file
+// systems the lock and the atomic rename are only as good as the server's.
+//
+// # Cost
+//
+// MSAL Go calls Replace before every cache read. When the file has not
+// changed since this Cache last read or wrote it, Replace costs one stat: no
+// read, no decryption, no Unmarshal. Export writes nothing when MSAL's cache
+// is unchanged (compared by content: MSAL Go marshals maps in random order).
+//
+// # Errors
+//
+// A corrupt or undecryptable file (garbage, truncated, encrypted with a key
+// that is gone, a DPAPI blob from another Windows profile) is logged as a
+// warning and treated as an empty cache; before it is first overwritten it
+// is copied to "<path>.corrupt". A protection that cannot be used (no Secret
+// Service, a locked keyring) is an error wrapping persistence.ErrUnavailable,
+// and nothing is overwritten. Every call is bounded: by its context's
+// deadline, or by WithLockTimeout (default 30s).
+package msalcache
