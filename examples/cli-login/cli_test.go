@@ -342,4 +342,3 @@ func TestInterrupt(t *testing.T) {
 		}
 	})
 }
-
