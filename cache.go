@@ -43,6 +43,9 @@ type Cache struct {
 	// views holds, per MSAL cache object, the snapshot its memory holds: it
 	// tells Replace whether Unmarshal is needed and is Export's merge base.
 	views map[any]*snapshot
+	// marshaled maps the entries of MSAL's last Marshal to their canonical
+	// form: most entries repeat from one Export to the next.
+	marshaled map[string]string
 }
 
 var _ cache.ExportReplace = (*Cache)(nil)
@@ -159,16 +162,17 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 	if err != nil {
 		return fmt.Errorf("msalcache: saving the token cache: MSAL could not marshal it: %w", err)
 	}
-	ours, err := parseSnapshot(data)
-	if err != nil {
-		return fmt.Errorf("msalcache: saving the token cache: %w", err)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	base := c.views[m]
 	if base == nil {
 		base = emptySnapshot
 	}
+	ours, err := parseSnapshot(data, c.marshaled)
+	if err != nil {
+		return fmt.Errorf("msalcache: saving the token cache: %w", err)
+	}
+	c.marshaled = ours.seen
 	if ours.equal(base) && !c.upgrade {
 		return nil // nothing changed since m was last synced
 	}
@@ -250,7 +254,11 @@ func (c *Cache) load(ctx context.Context, locked bool) error {
 	data, v, format, err := c.file.ReadFormat(ctx)
 	var snap *snapshot
 	if err == nil {
-		snap, err = parseSnapshot(data)
+		var memo map[string]string
+		if c.current != nil {
+			memo = c.current.seen
+		}
+		snap, err = parseSnapshot(data, memo)
 		if err != nil {
 			err = fmt.Errorf("%w: %s: %w", persistence.ErrCorrupt, c.file.Path(), err)
 		}

@@ -343,7 +343,7 @@ func readCacheJSON(t testing.TB, c *Cache) *snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := parseSnapshot(data)
+	s, err := parseSnapshot(data, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

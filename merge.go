@@ -21,13 +21,18 @@ type snapshot struct {
 	sections map[string]map[string]string
 	scalars  map[string]string
 	raw      []byte // the JSON the snapshot was built from, for Unmarshal
+	// seen maps each entry's JSON as it was parsed to its canonical form, so
+	// that parsing the next state of the cache, which mostly repeats the
+	// entries of this one, canonicalizes only what changed.
+	seen map[string]string
 }
 
 // emptySnapshot is the state of a cache that has no file.
 var emptySnapshot = &snapshot{raw: []byte("{}")}
 
-// parseSnapshot reads MSAL cache JSON. Empty input is an empty cache.
-func parseSnapshot(data []byte) (*snapshot, error) {
+// parseSnapshot reads MSAL cache JSON. Empty input is an empty cache. An
+// entry found in memo (the seen map of an earlier parse) is not decoded again.
+func parseSnapshot(data []byte, memo map[string]string) (*snapshot, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return emptySnapshot, nil
 	}
@@ -35,17 +40,21 @@ func parseSnapshot(data []byte) (*snapshot, error) {
 	if err := json.Unmarshal(data, &top); err != nil {
 		return nil, fmt.Errorf("not MSAL cache JSON: %w", err)
 	}
-	s := &snapshot{raw: data}
+	s := &snapshot{raw: data, seen: map[string]string{}}
 	for name, value := range top {
 		var entries map[string]json.RawMessage
 		if isObject(value) && json.Unmarshal(value, &entries) == nil {
 			section := make(map[string]string, len(entries))
 			for key, entry := range entries {
-				c, err := canonical(entry)
-				if err != nil {
-					return nil, fmt.Errorf("not MSAL cache JSON: %s entry %q: %w", name, key, err)
+				c, ok := memo[string(entry)]
+				if !ok {
+					var err error
+					if c, err = canonical(entry); err != nil {
+						return nil, fmt.Errorf("not MSAL cache JSON: %s entry %q: %w", name, key, err)
+					}
 				}
 				section[key] = c
+				s.seen[string(entry)] = c
 			}
 			if s.sections == nil {
 				s.sections = map[string]map[string]string{}
@@ -117,6 +126,13 @@ func merge(base, ours, theirs *snapshot) *snapshot {
 		}
 	}
 	out.raw = out.encode()
+	// The file now holds every entry in its canonical form.
+	out.seen = map[string]string{}
+	for _, section := range out.sections {
+		for _, c := range section {
+			out.seen[c] = c
+		}
+	}
 	return out
 }
 

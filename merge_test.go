@@ -8,7 +8,7 @@ import (
 
 func mustSnapshot(t *testing.T, js string) *snapshot {
 	t.Helper()
-	s, err := parseSnapshot([]byte(js))
+	s, err := parseSnapshot([]byte(js), nil)
 	if err != nil {
 		t.Fatalf("parseSnapshot(%s): %v", js, err)
 	}
@@ -35,7 +35,7 @@ func TestSnapshotEqualIgnoresOrderAndSpace(t *testing.T) {
 
 func TestParseSnapshotRejectsNonJSON(t *testing.T) {
 	for _, in := range []string{`{"AccessToken":`, `[1,2]`, `"x"`, "\x00\x01garbage"} {
-		if _, err := parseSnapshot([]byte(in)); err == nil {
+		if _, err := parseSnapshot([]byte(in), nil); err == nil {
 			t.Errorf("parseSnapshot(%q) = nil error", in)
 		}
 	}
