@@ -52,6 +52,7 @@ type doctor struct {
 	w        io.Writer
 	getenv   func(string) string
 	problems []string
+	noBus    bool // no session bus was found
 }
 
 func (d *doctor) line(key, format string, a ...any) {
@@ -86,8 +87,11 @@ func (d *doctor) check(ctx context.Context, o *options) {
 	c, err := msalcache.New(path, opts...)
 	took := time.Since(start).Round(time.Millisecond)
 	if err != nil {
-		if usesBus && runtime.GOOS == "linux" {
-			d.line("Secret Service", "unavailable")
+		switch {
+		case usesBus && d.noBus:
+			d.line("Secret Service", "not reachable: no session bus")
+		case usesBus && runtime.GOOS == "linux":
+			d.line("Secret Service", "UNAVAILABLE (the reason is below)")
 		}
 		d.line("protection", "UNAVAILABLE after %s: %s", took, oneLine(err.Error()))
 		if o.plaintextFallback {
@@ -218,6 +222,7 @@ func (d *doctor) sessionBus() {
 			return
 		}
 	}
+	d.noBus = true
 	d.line("D-Bus session", "ABSENT: DBUS_SESSION_BUS_ADDRESS is unset and no bus socket exists (%s)", strings.Join(sockets, ", "))
 }
 

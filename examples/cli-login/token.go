@@ -34,6 +34,10 @@ Printing the token is this command's purpose; treat its output as a secret.`)
 	if err := f.checkApp(&o); err != nil {
 		return err
 	}
+	// Bound the whole call: the cache waits are bounded, and so is the
+	// network when a refresh token is redeemed.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	app, _, err := o.open(e)
 	if err != nil {
 		return err
