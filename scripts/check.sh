@@ -80,7 +80,7 @@ packages() {
 
 format_and_vet() {
 	local unformatted
-	unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+	unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './interop/node_modules/*'))
 	if [ -n "$unformatted" ]; then
 		echo "gofmt would change:"
 		echo "$unformatted"
@@ -168,7 +168,21 @@ lock_model() {
 }
 
 tidy() {
-	go mod tidy -diff
+	go mod tidy -diff && (cd bench && go mod tidy -diff)
+}
+
+# node_modules installs the pinned npm packages of the interop tests
+# (msal-node-extensions) from interop/package-lock.json; npm's own cache makes
+# a repeated install quick.
+node_modules() {
+	[ -f interop/package-lock.json ] || { echo "no interop/package-lock.json"; return 0; }
+	(cd interop && timeout 600 npm ci --ignore-scripts --no-audit --no-fund --prefer-offline)
+}
+
+# bench_module: the comparison with AzureAD's Go extension (bench/, a module
+# of its own) vets and runs each benchmark once, so it cannot rot.
+bench_module() {
+	(cd bench && go vet ./... && go test -run '^$' -bench . -benchtime=1x ./...)
 }
 
 actionlint() {
@@ -179,12 +193,14 @@ start=$SECONDS
 stage "packages" packages
 go build -o "$work/testsum" ./internal/testsum || { echo "check: cannot build internal/testsum"; exit 1; }
 stage "gofmt and go vet (linux)" format_and_vet
+stage "npm packages for the interop tests" node_modules
 stage "Linux tests: go test -race, real gnome-keyring" linux_tests
 stage "Windows tests under Wine" windows_tests
 stage "darwin: vet and test compile" darwin_vet
 stage "cross builds" cross_build
 stage "fuzz" fuzz
 stage "lock model (spin)" lock_model
+stage "bench module (vs AzureAD's Go extension)" bench_module
 stage "go mod tidy" tidy
 stage "actionlint" actionlint
 
