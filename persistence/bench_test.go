@@ -1,8 +1,6 @@
 package persistence
 
 import (
-	"github.com/msalcache/msalcache/internal/testdir"
-
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -11,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/msalcache/msalcache/internal/testdir"
 )
 
 // benchJSON returns an MSAL-like JSON document of about size bytes.

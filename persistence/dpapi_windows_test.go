@@ -1,8 +1,6 @@
 package persistence
 
 import (
-	"github.com/msalcache/msalcache/internal/testdir"
-
 	"bytes"
 	"context"
 	"errors"
@@ -12,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/msalcache/msalcache/internal/testdir"
 )
 
 // These run the real DPAPI: on Windows, or under Wine (scripts/wintest.sh).

@@ -273,6 +273,25 @@ func readFile(ctx context.Context, path string) ([]byte, Version, error) {
 	return b, versionOf(fi), nil
 }
 
+// tempInfix marks writeAtomic's temporary files: ".<name>.tmp-<random>".
+const tempInfix = ".tmp-"
+
+// staleTemp is the age after which a temporary file is taken for one left by
+// a writer that was killed between creating and renaming it. A live write
+// takes milliseconds.
+const staleTemp = 10 * time.Minute
+
+// sweepTemps removes the temporary files of name in dir that killed writers
+// left behind. Best effort: a failure only leaves the litter in place.
+func sweepTemps(dir, name string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, "."+name+tempInfix+"*"))
+	for _, m := range matches {
+		if fi, err := os.Lstat(m); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleTemp {
+			os.Remove(m)
+		}
+	}
+}
+
 // writeAtomic replaces path with data: temp file in the same directory,
 // write, sync, close, rename. The temp file is removed on every failure.
 func writeAtomic(ctx context.Context, path string, data []byte) (v Version, err error) {
@@ -280,8 +299,9 @@ func writeAtomic(ctx context.Context, path string, data []byte) (v Version, err 
 	if err := makeDir(dir); err != nil {
 		return Version{}, err
 	}
+	sweepTemps(dir, filepath.Base(path))
 	// os.CreateTemp creates the file 0600 with O_EXCL and a random name.
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempInfix+"*")
 	if err != nil {
 		return Version{}, err
 	}

@@ -1,8 +1,6 @@
 package persistence
 
 import (
-	"github.com/msalcache/msalcache/internal/testdir"
-
 	"bytes"
 	"context"
 	"errors"
@@ -14,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/msalcache/msalcache/internal/testdir"
 )
 
 // protectors returns the protectors that need no OS service, by name.
@@ -389,6 +390,40 @@ func TestDetectFormat(t *testing.T) {
 	} {
 		if got := DetectFormat([]byte(in)); got != want {
 			t.Errorf("DetectFormat(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestWriteSweepsStaleTemps: a temporary file left by a writer killed before
+// its rename is removed by a later write once it is old; a recent one (a
+// write in progress) is left alone.
+func TestWriteSweepsStaleTemps(t *testing.T) {
+	dir := testdir.New(t)
+	path := filepath.Join(dir, "cache.json")
+	f := mustNewFile(t, path, Plaintext())
+	stale := filepath.Join(dir, ".cache.json"+tempInfix+"111")
+	fresh := filepath.Join(dir, ".cache.json"+tempInfix+"222")
+	other := filepath.Join(dir, ".other.json"+tempInfix+"333")
+	for _, p := range []string{stale, fresh, other} {
+		if err := os.WriteFile(p, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	for _, p := range []string{stale, other} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Write(context.Background(), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temp file still there: %v", err)
+	}
+	for _, p := range []string{fresh, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s was removed: %v", p, err)
 		}
 	}
 }

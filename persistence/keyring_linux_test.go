@@ -1,8 +1,6 @@
 package persistence
 
 import (
-	"github.com/msalcache/msalcache/internal/testdir"
-
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -17,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msalcache/msalcache/internal/testdir"
 	"github.com/zalando/go-keyring"
 )
 
