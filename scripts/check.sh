@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # check.sh: every test of msalcache, for real, on Linux, Windows (Wine) and
-# macOS (compile and vet). This is the command README.md gives (`make check`)
+# macOS (compile and vet). This is the command README.md gives
 # and the one CI runs (.ci/run).
 #
 # Stages, each timed: packages, format and vet, Linux tests under -race against
