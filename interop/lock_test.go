@@ -1,0 +1,132 @@
+package interop
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/msalcache/msalcache"
+	"github.com/msalcache/msalcache/internal/testdir"
+)
+
+// TestNodeKilledHoldingLock: a Node process killed while it holds its lock
+// leaves "<cache>.lockfile" with its bare pid. msalcache waits while that
+// pid lives (msal-node-extensions holds its lock without an OS lock, so a
+// live pid is a holder) and, once it is dead, takes the file over at once
+// and writes. Node then works on the file again.
+func TestNodeKilledHoldingLock(t *testing.T) {
+	peer := requireNode(t)
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	c, err := msalcache.New(path, msalcache.WithPlaintext())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	node := startHolder(t, "node hold", nodeCmd(peer, nil, "hold", path))
+	content, err := os.ReadFile(path + ".lockfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strconv.Itoa(node.Process.Pid); string(content) != want {
+		t.Fatalf("Node's lock file holds %q, want its pid %s", content, want)
+	}
+
+	// While the Node process lives, msalcache waits for it.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err = goWrite(ctx, c, &jsonTarget{}, "g", 0)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), strconv.Itoa(node.Process.Pid)) {
+		t.Fatalf("write while a live Node process holds the lock: %v; want a timeout naming its pid", err)
+	}
+
+	kill(t, node)
+	if _, err := os.Stat(path + ".lockfile"); err != nil {
+		t.Fatalf("the killed Node process left no lock file: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := goWrite(ctx, c, &jsonTarget{}, "g", 0); err != nil {
+		t.Fatalf("msalcache did not recover the lock of a dead Node process: %v", err)
+	}
+	took := time.Since(start)
+	if took > time.Second {
+		t.Errorf("recovering the dead Node process's lock took %v, want well under a second", took)
+	}
+	if _, err := os.Stat(path + ".lockfile"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lock file after msalcache released it: %v, want none", err)
+	}
+	t.Logf("msalcache took over the lock file of the killed Node process in %v", took.Round(time.Millisecond))
+
+	// Node works on the file again and sees msalcache's entry.
+	p := startProc(t, "node write", nodeCmd(peer, []string{"PEER_RETRY_NUMBER=50"}, "write", path, "n", "1"))
+	if err := p.wait(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	d := nodeDump(t, peer, path)
+	if strings.Join(d.Secrets, " ") != "go-secret-g-0 node-secret-n-0" && strings.Join(d.Secrets, " ") != "node-secret-n-0 go-secret-g-0" {
+		t.Errorf("Node loads secrets %v, want msalcache's and its own", d.Secrets)
+	}
+}
+
+// TestCrashedGoHolderDoesNotBlockNode: a msalcache process killed while it
+// holds the lock leaves "<cache>.lockfile" with its dead pid.
+// msal-node-extensions never recovers a stale lock file: alone, it retries
+// until its retries run out (500 × 100 ms by default) and fails. The next
+// msalcache process that writes takes the file over and deletes it on
+// release, and the waiting Node process goes on at its next retry.
+func TestCrashedGoHolderDoesNotBlockNode(t *testing.T) {
+	peer := requireNode(t)
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	holder := startHolder(t, "go hold", goCmd("hold", envCache+"="+path))
+	kill(t, holder)
+	if _, err := os.Stat(path + ".lockfile"); err != nil {
+		t.Fatalf("the killed msalcache process left no lock file: %v", err)
+	}
+
+	// Node alone: it gives up (here after 10 × 20 ms) and the file stays.
+	alone := startProc(t, "node write, alone", nodeCmd(peer,
+		[]string{"PEER_RETRY_NUMBER=10", "PEER_RETRY_DELAY=20"}, "write", path, "alone", "1"))
+	err := alone.wait(30 * time.Second)
+	if err == nil || !strings.Contains(err.Error(), "Not able to acquire lock") {
+		t.Fatalf("Node with a stale lock file and no msalcache process: %v; want its lock error", err)
+	}
+	if _, err := os.Stat(path + ".lockfile"); err != nil {
+		t.Fatalf("stale lock file: %v", err)
+	}
+
+	// Node with its default retries, then a msalcache process comes by.
+	node := startProc(t, "node write", nodeCmd(peer, nil, "write", path, "n", "1"))
+	time.Sleep(500 * time.Millisecond)
+	if node.cmd.ProcessState != nil {
+		t.Fatal("Node did not wait for the stale lock file")
+	}
+	c, err := msalcache.New(path, msalcache.WithPlaintext())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := goWrite(ctx, c, &jsonTarget{}, "g", 0); err != nil {
+		t.Fatalf("msalcache did not recover the lock of its dead process: %v", err)
+	}
+	came := time.Now()
+	// Node retries every 100 ms by default; its start takes a little more.
+	if err := node.wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(came)
+	if took > 2*time.Second {
+		t.Errorf("Node went on %v after msalcache released the stale lock, want about one retry delay (100 ms)", took)
+	}
+	t.Logf("Node went on %v after a msalcache process cleared the stale lock", took.Round(time.Millisecond))
+	d := nodeDump(t, peer, path)
+	if len(d.Secrets) != 2 {
+		t.Errorf("Node loads secrets %v, want msalcache's and its own", d.Secrets)
+	}
+}
