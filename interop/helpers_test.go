@@ -482,9 +482,10 @@ func writeAtomic(path string, data []byte) error {
 
 // dump is what `node peer.mjs dump` prints: the cache as msal-node loads it.
 type dump struct {
-	Accounts     []string `json:"accounts"`
-	AccessTokens []string `json:"accessTokens"`
-	Secrets      []string `json:"secrets"`
+	HomeAccountIDs []string `json:"homeAccountIds"` // of the accounts getAllAccounts returns
+	Usernames      []string `json:"usernames"`      // of the account entities in memory
+	AccessTokens   []string `json:"accessTokens"`
+	Secrets        []string `json:"secrets"`
 }
 
 func nodeDump(t testing.TB, peer, path string) dump {

@@ -203,14 +203,17 @@ async function hold(cachePath) {
 }
 
 // dump loads the cache as an app does (getAllAccounts is a read access) and
-// prints what msal-node holds in memory.
+// prints what msal-node holds in memory: the accounts getAllAccounts returns
+// (their home account ids), the usernames of the account entities, and the
+// access tokens.
 async function dump(cachePath) {
   const { tokenCache } = await open(cachePath);
   const accounts = await tokenCache.getAllAccounts();
   const state = JSON.parse(tokenCache.serialize());
   process.stdout.write(
     JSON.stringify({
-      accounts: accounts.map((a) => a.username),
+      homeAccountIds: accounts.map((a) => a.homeAccountId),
+      usernames: Object.values(state.Account ?? {}).map((a) => a.username),
       accessTokens: Object.keys(state.AccessToken ?? {}),
       secrets: Object.values(state.AccessToken ?? {}).map((t) => t.secret),
     }) + "\n",
