@@ -363,9 +363,15 @@ func runRole(role string) error {
 	return fmt.Errorf("unknown role %q", role)
 }
 
-// waitStart waits for the start gate, so that all writers begin together.
+// waitStart says this writer is ready ("<gate>.ready.<id>") and waits for
+// the start gate, so that all writers begin together.
 func waitStart(ctx context.Context) error {
 	gate := os.Getenv(envStart)
+	if gate != "" {
+		if err := os.WriteFile(gate+".ready."+os.Getenv(envID), nil, 0o600); err != nil {
+			return err
+		}
+	}
 	for gate != "" {
 		if _, err := os.Stat(gate); err == nil {
 			return nil

@@ -138,6 +138,10 @@ func runWriters(t *testing.T, peer string, writers []writer) *result {
 			time.Sleep(time.Millisecond)
 		}
 	})
+	// Open the gate once every writer is up: Node takes far longer to start.
+	for _, w := range writers {
+		waitFile(t, gate+".ready."+w.id, 60*time.Second)
+	}
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -272,4 +276,17 @@ func keys[V any](m map[string]V) []string {
 			}
 		}
 	})
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string, limit time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within %v: a writer did not start", path, limit)
+		}
+	}
 }

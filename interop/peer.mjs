@@ -162,7 +162,7 @@ function accessToken(id, i) {
 // the lock), store the entity, afterCacheAccess (save, unlock).
 async function write(cachePath, id, count) {
   const { plugin, tokenCache } = await open(cachePath);
-  await waitStart();
+  await waitStart(id);
   const start = Date.now();
   const stop = process.env.PEER_STOP;
   const pauseMs = envInt("PEER_PAUSE", 0);
@@ -185,8 +185,11 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function waitStart() {
+// waitStart says this writer is ready ("<gate>.ready.<id>") and waits for
+// the start gate, so that all writers begin together.
+async function waitStart(id) {
   const gate = process.env.PEER_START;
+  if (gate) fs.writeFileSync(`${gate}.ready.${id}`, "");
   const deadline = Date.now() + 60_000;
   while (gate && !fs.existsSync(gate)) {
     if (Date.now() > deadline) throw new Error("the start gate did not open within 60 s");

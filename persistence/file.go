@@ -127,6 +127,11 @@ func (f *File) ReadFormat(ctx context.Context) ([]byte, Version, Format, error) 
 	if err != nil || !v.exists {
 		return nil, Version{}, FormatNone, err
 	}
+	if len(raw) == 0 {
+		// An empty file is an empty cache: MSAL Node and Python create the
+		// cache file empty before their first write.
+		return []byte{}, v, FormatNone, nil
+	}
 	fm := DetectFormat(raw)
 	pt, err := f.decode(ctx, raw, fm)
 	if err != nil {
@@ -138,8 +143,6 @@ func (f *File) ReadFormat(ctx context.Context) ([]byte, Version, Format, error) 
 func (f *File) decode(ctx context.Context, raw []byte, fm Format) ([]byte, error) {
 	native := formatOf(f.p)
 	switch {
-	case len(raw) == 0:
-		return nil, fmt.Errorf("%w: the file is empty", ErrCorrupt)
 	case fm == FormatPlaintext:
 		return plaintext{}.Open(ctx, raw)
 	case fm == native || native == FormatUnknown:

@@ -148,6 +148,23 @@ func TestFileFormatUpgrade(t *testing.T) {
 	}
 }
 
+// TestFileEmpty: an empty file, as MSAL Node and Python create before their
+// first write, is an empty cache, not a corrupt one, whatever the protection.
+func TestFileEmpty(t *testing.T) {
+	for name, newP := range protectors() {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(testdir.New(t), "cache.json")
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			b, v, fm, err := mustNewFile(t, path, newP()).ReadFormat(context.Background())
+			if err != nil || len(b) != 0 || !v.Exists() || fm != FormatNone {
+				t.Errorf("ReadFormat of an empty file = %q, %+v, %q, %v; want empty, its Version, FormatNone, nil", b, v, fm, err)
+			}
+		})
+	}
+}
+
 func TestFileCorrupt(t *testing.T) {
 	dpapiBlob := append(bytes.Clone(dpapiPrefix), make([]byte, 100)...)
 	tests := []struct {
@@ -156,7 +173,6 @@ func TestFileCorrupt(t *testing.T) {
 		format   Format
 		mentions string
 	}{
-		{"empty", []byte{}, FormatUnknown, "empty"},
 		{"garbage", []byte("\x00\x01garbage"), FormatUnknown, "unrecognized"},
 		{"truncated JSON", secretJSON[:20], FormatPlaintext, "JSON"},
 		{"JSON with trailing garbage", append(bytes.Clone(secretJSON), "}}"...), FormatPlaintext, "JSON"},

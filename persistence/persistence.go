@@ -50,7 +50,7 @@ type Protector interface {
 type Format string
 
 const (
-	// FormatNone: there is no file.
+	// FormatNone: there is no file, or it is empty (an empty cache).
 	FormatNone Format = ""
 	// FormatPlaintext: the MSAL JSON itself.
 	FormatPlaintext Format = "plaintext"
