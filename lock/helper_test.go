@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/msalcache/msalcache/internal/testdir"
 )
 
 // Cross-process tests re-execute the test binary with a role in roleEnv;
@@ -165,6 +167,13 @@ type helper struct {
 // start runs role in a new process with env (KEY=value pairs).
 func start(t testing.TB, role string, env ...string) *helper {
 	t.Helper()
+	return startReaping(t, nil, role, env...)
+}
+
+// startReaping is start, but the process is not reaped (waited for) until
+// reap is closed: until then a killed helper stays a zombie on Unix.
+func startReaping(t testing.TB, reap <-chan struct{}, role string, env ...string) *helper {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), roleEnv+"="+role)
 	cmd.Env = append(cmd.Env, env...)
@@ -198,6 +207,9 @@ func start(t testing.TB, role string, env ...string) *helper {
 			case h.lines <- sc.Text():
 			default:
 			}
+		}
+		if reap != nil {
+			<-reap
 		}
 		h.done <- cmd.Wait()
 		close(h.done)
@@ -290,43 +302,7 @@ func mustGet(t *testing.T, ch <-chan result, d time.Duration) result {
 
 // lockPath returns the path of a lock file in a new temporary directory.
 func lockPath(t testing.TB) string {
-	return filepath.Join(tempDir(t), "cache.lockfile")
-}
-
-// tempDir is t.TempDir, except that it removes the directory with
-// os.Remove: Go 1.26's os.RemoveAll fails under Wine 8 ("unlinkat: Invalid
-// function", a POSIX-semantics delete Wine lacks).
-func tempDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "locktest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := removeTree(dir); err != nil {
-			t.Errorf("removing the temporary directory: %v", err)
-		}
-	})
-	return dir
-}
-
-func removeTree(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		if e.IsDir() {
-			err = removeTree(p)
-		} else {
-			err = os.Remove(p)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return os.Remove(dir)
+	return filepath.Join(testdir.New(t), "cache.lockfile")
 }
 
 // deadPID returns the pid of a process that has exited.

@@ -260,26 +260,28 @@ func (l *Lock) inspect(seen *holder) (h *held, again bool, err error) {
 		f.Close()
 		return nil, false, nil
 	}
-	fi, same := identity(f, l.path)
-	if !same {
-		unlockFile(f)
-		f.Close()
-		return nil, true, nil
-	}
 	buf := make([]byte, 512)
 	n, _ := f.ReadAt(buf, 0)
 	pid := parsePID(buf[:n])
-	age := time.Since(fi.ModTime())
+	mtime := fileTime(f)
 	switch {
 	case pid != 0 && pid != os.Getpid() && processAlive(pid):
 		// A live process that holds no OS lock: msal-node-extensions and
 		// MSAL Python without portalocker lock by O_EXCL alone, across
 		// network calls. Never take over from a live pid.
-		*seen = holder{pid: pid, since: fi.ModTime(), noOSLock: true}
-	case pid != 0 || age >= staleEmpty:
+		*seen = holder{pid: pid, since: mtime, noOSLock: true}
+	case pid != 0 || time.Since(mtime) >= staleEmpty:
 		// The holder is dead (or is this process, which does not hold the
 		// lock: we own the in-process mutex), or crashed before writing
-		// its pid. Adopt the file under its OS lock.
+		// its pid. Adopt the file under its OS lock if the path still
+		// names it. Checked only now: an O_EXCL holder may have deleted
+		// its file (released) and exited while we looked at it.
+		fi, same := identity(f, l.path)
+		if !same {
+			unlockFile(f)
+			f.Close()
+			return nil, true, nil
+		}
 		if err := f.Truncate(0); err != nil {
 			unlockFile(f)
 			f.Close()
@@ -288,7 +290,7 @@ func (l *Lock) inspect(seen *holder) (h *held, again bool, err error) {
 		return l.own(f, fi)
 	default:
 		// Just created; its creator has not written its pid yet.
-		*seen = holder{since: fi.ModTime(), note: "its pid not written yet"}
+		*seen = holder{since: mtime, note: "its pid not written yet"}
 	}
 	unlockFile(f)
 	f.Close()

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/msalcache/msalcache/internal/testdir"
 )
 
 // TestProcesses: 8 processes × 250 critical sections; the counter they
@@ -88,7 +90,9 @@ func checkCounter(t *testing.T, dir string, want int) {
 // finds, and it must count as dead.
 func TestKilledHolder(t *testing.T) {
 	path := lockPath(t)
-	h := start(t, "hold", pathEnv+"="+path)
+	reap := make(chan struct{})
+	h := startReaping(t, reap, "hold", pathEnv+"="+path)
+	defer close(reap)
 	h.ready()
 	ch := lockAsync(context.Background(), New(path))
 	mustBlock(t, ch, 200*time.Millisecond)
@@ -215,7 +219,7 @@ func TestExcludesOthers(t *testing.T) {
 // TestMissingDir: the directories of the lock file are created, 0700, and
 // the file is 0600.
 func TestMissingDir(t *testing.T) {
-	root := tempDir(t)
+	root := testdir.New(t)
 	path := filepath.Join(root, "a", "b", "cache.lockfile")
 	unlock, err := New(path).Lock(context.Background())
 	if err != nil {
@@ -262,7 +266,7 @@ func TestReadOnlyDir(t *testing.T) {
 // 0500 does not stop root or Windows, so try other ways (see
 // unwritableDirs).
 func readOnlyDir(t *testing.T) string {
-	dir := tempDir(t)
+	dir := testdir.New(t)
 	if err := os.Chmod(dir, 0o500); err != nil {
 		t.Fatal(err)
 	}
