@@ -127,14 +127,17 @@ func (c *Cache) Path() string { return c.file.Path() }
 // costs one stat and nothing else. Otherwise it reads the file without the
 // lock (writes are atomic renames) and unmarshals it into u.
 func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, _ cache.ReplaceHints) error {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v, err := c.file.Stat()
 	if err != nil {
 		return fmt.Errorf("msalcache: loading the token cache: %w", err)
 	}
+	if c.current != nil && v == c.version && c.views[u] == c.current {
+		return nil // the hot path: one stat
+	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	if c.current == nil || v != c.version {
 		if err := c.load(ctx, false); err != nil {
 			return fmt.Errorf("msalcache: loading the token cache: %w", err)
@@ -144,7 +147,14 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, _ cache.Replac
 		return nil
 	}
 	if err := u.Unmarshal(c.current.raw); err != nil {
-		return fmt.Errorf("msalcache: loading the token cache from %s: MSAL rejected it: %w", c.file.Path(), err)
+		// Valid JSON that MSAL cannot take (an entry of the wrong shape) is
+		// as unusable as garbage: start empty rather than fail every call.
+		c.log.Warn("msalcache: MSAL cannot load the token cache file; starting with an empty cache (users sign in again). A copy is kept before it is overwritten.",
+			"path", c.file.Path(), "copy", c.file.Path()+".corrupt", "reason", err.Error())
+		c.current, c.corrupt, c.upgrade = emptySnapshot, true, false
+		if err := u.Unmarshal(c.current.raw); err != nil {
+			return fmt.Errorf("msalcache: MSAL rejected an empty cache: %w", err)
+		}
 	}
 	c.view(u, c.current)
 	return nil

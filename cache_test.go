@@ -359,11 +359,13 @@ func TestBadFiles(t *testing.T) {
 		{"garbage", []byte("\x00\x17not a cache at all\xff")},
 		{"truncated JSON", valid[:len(valid)/2]},
 		{"JSON of another shape", []byte(`[{"AccessToken":1}]`)},
+		{"an entry MSAL cannot load", []byte(`{"AccessToken":{"k":"not an object"}}`)},
+		{"a section MSAL cannot load", []byte(`{"Account":[1,2,3]}`)},
 		{"a DPAPI blob where none is expected", dpapiBlobLike()},
 		{"an envelope in a plaintext cache", []byte("MSALCENV\x01\x00\x00\x00\x00\x00\x00\x00\x00somethingsomething")},
 	}
 	if runtime.GOOS == "windows" {
-		tests = tests[:3] // a DPAPI blob is the native format there
+		tests = tests[:5] // a DPAPI blob is the native format there
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
