@@ -11,10 +11,15 @@
 //
 // # Protocol
 //
-// Lock creates the lock file exclusively (O_CREAT|O_EXCL, CREATE_NEW on
-// Windows; mode 0600, missing directories 0700), takes an exclusive OS lock
-// on the file it created (flock(2) on Unix, LockFileEx on Windows), checks
-// that the path still names that file, and writes "pid argv0" into it.
+// Lock creates the lock file exclusively (mode 0600, missing directories
+// 0700), takes an exclusive OS lock on the file it created (flock(2) on
+// Unix, LockFileEx on Windows), checks that the path still names that file,
+// and writes "pid argv0" into it. On Unix the exclusive create is a hard
+// link of a private file that already holds "pid argv0" and the OS lock
+// (link(2) fails if the name exists, as O_CREAT|O_EXCL does), so the lock
+// file is never seen empty and a holder killed at any moment is recovered
+// at once; where hard links are unsupported it is O_CREAT|O_EXCL. On
+// Windows it is CREATE_NEW with FILE_FLAG_DELETE_ON_CLOSE.
 // Unlock deletes the file while still holding the OS lock, then unlocks and
 // closes it.
 //

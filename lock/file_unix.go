@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 
@@ -22,8 +23,55 @@ import (
 // contentPrefix goes before our pid in the lock file: nothing on Unix.
 const contentPrefix = ""
 
-func createExclusive(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+// createExclusive creates the lock file at path, failing if it exists, with
+// content in it and our OS lock on it from the first moment it has its name:
+// a private file is written and flocked first, then hard-linked to path
+// (link(2) fails if path exists, like O_EXCL, and is atomic on NFS too).
+// So a holder killed at any moment leaves either no lock file, or one with
+// its pid in it whose OS lock the kernel dropped, which the next process
+// recovers at once; never an empty file, which could be an O_EXCL holder
+// that has not written its pid yet and is given a second's grace. Where
+// hard links are not supported it falls back to O_CREAT|O_EXCL.
+//
+// A process killed between creating the private file and removing its name
+// leaves a small ".<name>.new-*" file behind.
+func createExclusive(path string, content []byte) (*os.File, error) {
+	dir, name := filepath.Split(path)
+	f, err := os.CreateTemp(dir, "."+name+".new-*")
+	if err != nil {
+		// Name the lock file, not the private one, in the error.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	linked := false
+	defer func() {
+		os.Remove(f.Name())
+		if !linked {
+			f.Close()
+		}
+	}()
+	if err := flockFile(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return nil, &fs.PathError{Op: "flock", Path: f.Name(), Err: err}
+	}
+	if _, err := f.Write(content); err != nil {
+		return nil, err
+	}
+	switch err := os.Link(f.Name(), path); {
+	case err == nil:
+		linked = true
+		return f, nil
+	case errors.Is(err, fs.ErrExist):
+		return nil, err
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP),
+		errors.Is(err, unix.EXDEV), errors.Is(err, unix.EMLINK), errors.Is(err, unix.ENOSYS):
+		// No hard links here (FAT, some FUSE and SMB mounts).
+		return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	default:
+		return nil, err
+	}
 }
 
 func openExisting(path string) (*os.File, error) {

@@ -45,7 +45,7 @@ func open(path string, disposition, flags uint32) (*os.File, error) {
 	return os.NewFile(uintptr(h), path), nil
 }
 
-func createExclusive(path string) (*os.File, error) {
+func createExclusive(path string, _ []byte) (*os.File, error) {
 	return open(path, windows.CREATE_NEW, windows.FILE_FLAG_DELETE_ON_CLOSE)
 }
 

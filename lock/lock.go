@@ -144,7 +144,7 @@ func (l *Lock) acquire(ctx context.Context, start time.Time) (*held, error) {
 	}()
 	for {
 		if created == nil {
-			f, err := createExclusive(l.path)
+			f, err := createExclusive(l.path, l.owner)
 			switch {
 			case err == nil:
 				created = f
