@@ -20,12 +20,8 @@ home account ID and tenant. No account is not an error.`)
 	f.appFlags(&o)
 	f.cacheFlags(&o)
 	f.fs.BoolVar(&o.json, "json", false, "print a JSON array")
-	rest, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError("unexpected argument %q", rest[0])
 	}
 	if err := f.checkApp(&o); err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/msalcache/msalcache"
 	"github.com/msalcache/msalcache/internal/fakeidp"
+	"github.com/msalcache/msalcache/internal/removeall"
 )
 
 // demoClientID is the client ID the demo signs in with; the local identity
@@ -37,12 +37,8 @@ unavailable (e.g. no Secret Service), it falls back to an unencrypted cache
 with a visible warning.`)
 	f.bool(&o.plaintext, "plaintext", envPlaintext, "use an unencrypted cache on purpose")
 	f.string(&o.keyringItem, "keyring-item", envKeyringItem, "", "SERVICE/ACCOUNT of the keyring item that holds the cache's key (default msalcache/token-cache-key)")
-	rest, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError("unexpected argument %q", rest[0])
 	}
 	o.cachePath = "unused" // the demo makes its own
 	if err := f.checkCache(&o); err != nil {
@@ -78,7 +74,7 @@ func (d *demo) run(ctx context.Context, o *options) (err error) {
 		return err
 	}
 	defer func() {
-		if rerr := removeTree(dir); rerr != nil && err == nil {
+		if rerr := removeall.RemoveAll(dir); rerr != nil && err == nil {
 			err = fmt.Errorf("removing the demo's temporary files: %w", rerr)
 		}
 	}()
@@ -239,26 +235,4 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
-}
-
-// removeTree removes dir and everything in it, children first, with
-// os.Remove only (os.RemoveAll fails under Wine).
-func removeTree(dir string) error {
-	var paths []string
-	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		paths = append(paths, p)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, p := range slices.Backward(paths) {
-		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
-			return err
-		}
-	}
-	return nil
 }

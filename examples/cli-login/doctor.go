@@ -30,12 +30,8 @@ install when they are not. Exit status 0 means the cache is healthy, 4 that it
 is not (no usable protection, or unsafe permissions). Falling back to
 plaintext counts as unhealthy; --plaintext (chosen on purpose) does not.`)
 	f.cacheFlags(&o)
-	rest, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError("unexpected argument %q", rest[0])
 	}
 	if err := f.checkCache(&o); err != nil {
 		return err

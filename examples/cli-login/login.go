@@ -21,12 +21,8 @@ that later 'cli-login token' calls, in any process, need no sign-in.`)
 	f.appFlags(&o)
 	f.scopesFlag(&o)
 	f.cacheFlags(&o)
-	rest, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError("unexpected argument %q", rest[0])
 	}
 	if err := f.checkApp(&o); err != nil {
 		return err

@@ -114,6 +114,15 @@ func (f *flagSet) scopesFlag(o *options) {
 	f.string(&o.scopes, "scopes", envScopes, "User.Read", "scopes to request, separated by commas or spaces")
 }
 
+// parseNoArgs is parse for a command that takes flags only.
+func (f *flagSet) parseNoArgs(args []string) error {
+	rest, err := f.parse(args)
+	if err == nil && len(rest) > 0 {
+		err = usageError("unexpected argument %q", rest[0])
+	}
+	return err
+}
+
 // parse parses args, flags and arguments in any order, and returns the
 // arguments. --help prints the help to stdout and returns flag.ErrHelp.
 func (f *flagSet) parse(args []string) ([]string, error) {

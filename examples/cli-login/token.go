@@ -24,12 +24,8 @@ Printing the token is this command's purpose; treat its output as a secret.`)
 	f.cacheFlags(&o)
 	f.string(&o.account, "account", envAccount, "", "username or home account ID of the account to use (needed when several are signed in)")
 	f.fs.BoolVar(&o.json, "json", false, "print JSON: access_token, expires_on, scopes and account")
-	rest, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError("unexpected argument %q", rest[0])
 	}
 	if err := f.checkApp(&o); err != nil {
 		return err
