@@ -107,7 +107,7 @@ run_tests() {
 # failure: here every service is provided.
 linux_tests() {
 	MSALCACHE_REQUIRE_SERVICES=1 run_tests "linux" \
-		bash scripts/with-keyring.sh go test -race -json -timeout 20m ./...
+		bash scripts/with-keyring.sh go test -race -count=1 -json -timeout 20m ./...
 }
 
 # windows_tests runs every package's Windows test binary under Wine in a
