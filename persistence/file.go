@@ -94,16 +94,7 @@ func (f *File) Format() Format { return formatOf(f.p) }
 
 // Stat returns the current Version of the file with one stat system call. A
 // missing file is the zero Version and no error.
-func (f *File) Stat() (Version, error) {
-	fi, err := os.Stat(f.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return Version{}, nil
-	}
-	if err != nil {
-		return Version{}, err
-	}
-	return versionOf(fi), nil
-}
+func (f *File) Stat() (Version, error) { return statVersion(f.path) }
 
 // Read reads the whole file, detects its format and returns the plaintext
 // (MSAL JSON) and the Version of exactly the bytes read (taken from the open

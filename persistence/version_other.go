@@ -2,7 +2,11 @@
 
 package persistence
 
-import "os"
+import (
+	"errors"
+	"io/fs"
+	"os"
+)
 
 // versionOf: size and mtime only.
 func versionOf(fi os.FileInfo) Version {
@@ -11,6 +15,18 @@ func versionOf(fi os.FileInfo) Version {
 
 func versionAfterRename(path string, _ os.FileInfo) (Version, error) {
 	fi, err := os.Stat(path)
+	if err != nil {
+		return Version{}, err
+	}
+	return versionOf(fi), nil
+}
+
+// statVersion is File.Stat's system call.
+func statVersion(path string) (Version, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Version{}, nil
+	}
 	if err != nil {
 		return Version{}, err
 	}
