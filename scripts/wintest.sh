@@ -40,6 +40,8 @@ prepare_prefix() {
 			echo "wintest: creating the Wine prefix $WINEPREFIX failed or took over 180 s" >&2
 			exit 2
 		fi
+		# Windows 10, not Wine's default 7: Node.js refuses anything older than 8.1.
+		timeout 120 "$wine" winecfg -v win10 >/dev/null 2>&1 || true
 		timeout 60 "$(dirname "$wine")/wineserver" -w 2>/dev/null || true
 		[ -d "$sys32" ] || { echo "wintest: Wine prefix $WINEPREFIX has no system32 after wineboot" >&2; exit 2; }
 	fi
@@ -65,10 +67,16 @@ if [ ! -f "$out/$name.test.exe" ]; then
 	exit 0
 fi
 importpath=$(go list "$pkg")
-cd "$out"
+# Run in the package directory, as go test does, so tests find their files.
+cd "$(go list -f '{{.Dir}}' "$pkg")"
+# WINTEST_NODE_DIR: a directory holding a Windows node.exe, put on the
+# Windows PATH for the interop tests (scripts/check.sh provides one).
+if [ -n "${WINTEST_NODE_DIR:-}" ]; then
+	export WINEPATH="Z:${WINTEST_NODE_DIR//\//\\}"
+fi
 if [ "${WINTEST_JSON:-}" = 1 ]; then
 	timeout "${WINTEST_TIMEOUT:-900}" go tool test2json -t -p "windows/$importpath" \
-		"$wine" "./$name.test.exe" -test.v=test2json -test.timeout=10m "$@"
+		"$wine" "$out/$name.test.exe" -test.v=test2json -test.timeout=10m "$@"
 else
-	timeout "${WINTEST_TIMEOUT:-900}" "$wine" "./$name.test.exe" -test.v -test.timeout=10m "$@"
+	timeout "${WINTEST_TIMEOUT:-900}" "$wine" "$out/$name.test.exe" -test.v -test.timeout=10m "$@"
 fi
