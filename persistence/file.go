@@ -21,8 +21,9 @@ const maxFileSize = 256 << 20
 // processes) may share a path. Writes replace the file atomically; nothing
 // here locks: callers that read-modify-write hold a cross-process lock.
 type File struct {
-	path string
-	p    Protector
+	path  string
+	p     Protector
+	watch watcher // makes Stat cheap where the OS allows (watch_unix.go)
 }
 
 // Version identifies one state of the file: the file's identity, size and
@@ -94,7 +95,7 @@ func (f *File) Format() Format { return formatOf(f.p) }
 
 // Stat returns the current Version of the file with one stat system call. A
 // missing file is the zero Version and no error.
-func (f *File) Stat() (Version, error) { return statVersion(f.path) }
+func (f *File) Stat() (Version, error) { return f.watch.stat(f.path) }
 
 // Read reads the whole file, detects its format and returns the plaintext
 // (MSAL JSON) and the Version of exactly the bytes read (taken from the open

@@ -39,10 +39,13 @@ func statVersion(path string) (Version, error) {
 	}
 	switch err {
 	case nil:
-		return Version{exists: true, size: st.Size, mtime: st.Mtim.Nano(),
-			id1: uint64(st.Dev), id2: uint64(st.Ino)}, nil
+		return versionOfStat(&st), nil
 	case unix.ENOENT:
 		return Version{}, nil
 	}
 	return Version{}, &fs.PathError{Op: "stat", Path: path, Err: err}
+}
+
+func versionOfStat(st *unix.Stat_t) Version {
+	return Version{exists: true, size: st.Size, mtime: st.Mtim.Nano(), id1: uint64(st.Dev), id2: uint64(st.Ino)}
 }
