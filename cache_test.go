@@ -530,3 +530,26 @@ func TestNewValidates(t *testing.T) {
 }
 
 var _ = persistence.ErrUnavailable
+
+// TestExportErrorReachesCaller: when saving fails after a successful token
+// request, MSAL's caller gets the error, saying what failed.
+func TestExportErrorReachesCaller(t *testing.T) {
+	s := startIDP(t)
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	app := mustApp(t, s, openCache(t, path, plaintextMode, WithLockTimeout(300*time.Millisecond)))
+	res := mustLogin(t, app, scope("a"))
+	hold, err := lock.New(path + ".lockfile").Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold()
+	// No deadline on ctx: WithLockTimeout bounds the wait.
+	_, err = app.AcquireTokenSilent(context.Background(), []string{scope("new")}, public.WithSilentAccount(res.Account))
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "msalcache: saving the token cache") || !strings.Contains(err.Error(), "held by") {
+		t.Errorf("AcquireTokenSilent with the cache lock held elsewhere: %v; want msalcache's lock timeout", err)
+	}
+	if n := s.Requests().RefreshTokenGrant; n != 1 {
+		t.Errorf("refresh token grants = %d, want 1 (the token request itself succeeded)", n)
+	}
+}
