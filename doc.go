@@ -71,7 +71,9 @@
 //
 // MSAL Go calls Replace before every cache read. When the file has not
 // changed since this Cache last read or wrote it, Replace costs one stat: no
-// read, no decryption, no Unmarshal. Export writes nothing when MSAL's cache
+// read, no decryption, no Unmarshal. (On Unix it is an fstat of the file,
+// kept open for the purpose, which needs no path lookup; its link count
+// tells whether the file was replaced.) Export writes nothing when MSAL's cache
 // is unchanged (compared by content: MSAL Go marshals maps in random order).
 //
 // # Errors

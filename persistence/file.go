@@ -93,8 +93,10 @@ func (f *File) Protection() Protector { return f.p }
 // A Read that reports another format means the file should be rewritten.
 func (f *File) Format() Format { return formatOf(f.p) }
 
-// Stat returns the current Version of the file with one stat system call. A
-// missing file is the zero Version and no error.
+// Stat returns the current Version of the file with one system call: an
+// fstat of the file, kept open, while it is still the one at the path (Unix,
+// see watcher), else a stat of the path. A missing file is the zero Version
+// and no error.
 func (f *File) Stat() (Version, error) { return f.watch.stat(f.path) }
 
 // Read reads the whole file, detects its format and returns the plaintext
