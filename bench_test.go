@@ -37,6 +37,7 @@ func signIn(b testing.TB, app public.Client, n int) []public.Account {
 	ctx := context.Background()
 	var accounts []public.Account
 	for i := range n {
+		//lint:ignore SA1019 the password grant signs test users in without the device code wait
 		res, err := app.AcquireTokenByUsernamePassword(ctx, []string{scope("bench")}, fmt.Sprintf("bench%d@contoso.example", i), "pw")
 		if err != nil {
 			b.Fatal(err)

@@ -78,6 +78,7 @@ func TestConcurrentAccountChurn(t *testing.T) {
 	ctx := testCtx(t)
 	homeIDs := map[string]string{}
 	for _, u := range []string{"a1", "a2", "b1", "b2", "keep"} {
+		//lint:ignore SA1019 the password grant signs test users in without the device code wait
 		res, err := app.AcquireTokenByUsernamePassword(ctx, []string{scope("x")}, u+"@contoso.example", "pw")
 		if err != nil {
 			t.Fatal(err)

@@ -72,6 +72,7 @@ func setup(b *testing.B, idp *fakeidp.Server, open func(*testing.B, string) cach
 	fill := newApp()
 	ctx := context.Background()
 	for i := range accounts {
+		//lint:ignore SA1019 the password grant signs benchmark users in without the device code wait
 		if _, err := fill.AcquireTokenByUsernamePassword(ctx, scopes, fmt.Sprintf("bench%d@contoso.example", i), "pw"); err != nil {
 			b.Fatal(err)
 		}

@@ -37,7 +37,8 @@ type Version struct {
 	size   int64
 	mtime  int64  // nanoseconds since the Unix epoch
 	id1    uint64 // Unix: device; Windows: creation time
-	id2    uint64 // Unix: inode
+	//lint:ignore U1000 set and compared on Unix only
+	id2 uint64 // Unix: inode
 }
 
 // Exists reports whether v is the Version of an existing file.

@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/zalando/go-keyring"
 )
@@ -148,37 +146,4 @@ func dirNames(t testing.TB, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
-}
-
-// roleEnv names the environment variable that tells a re-executed test
-// binary which child role to play.
-const roleEnv = "MSALCACHE_PERSISTENCE_TEST_ROLE"
-
-// helperCommand re-executes the test binary to run only the named test, with
-// the role set in its environment (plus env).
-func helperCommand(ctx context.Context, t testing.TB, test, role string, env ...string) *exec.Cmd {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, exe, "-test.run=^"+test+"$", "-test.v")
-	cmd.Env = append(os.Environ(), roleEnv+"="+role)
-	cmd.Env = append(cmd.Env, env...)
-	cmd.WaitDelay = 5 * time.Second
-	return cmd
-}
-
-// requireService skips the test, naming the missing service, unless
-// MSALCACHE_REQUIRE_SERVICES=1 (set where every service is provided), which
-// turns the skip into a failure.
-func requireService(t *testing.T, ok bool, missing string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("MSALCACHE_REQUIRE_SERVICES") == "1" {
-		t.Fatalf("%s is required (MSALCACHE_REQUIRE_SERVICES=1)", missing)
-	}
-	t.Skipf("%s is not available; run the tests with scripts/with-keyring.sh", missing)
 }

@@ -346,3 +346,17 @@ func unavailableChild(t *testing.T) {
 		}
 	}
 }
+
+// requireService skips the test, naming the missing service, unless
+// MSALCACHE_REQUIRE_SERVICES=1 (set where every service is provided), which
+// turns the skip into a failure.
+func requireService(t *testing.T, ok bool, missing string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("MSALCACHE_REQUIRE_SERVICES") == "1" {
+		t.Fatalf("%s is required (MSALCACHE_REQUIRE_SERVICES=1)", missing)
+	}
+	t.Skipf("%s is not available; run the tests with scripts/with-keyring.sh", missing)
+}

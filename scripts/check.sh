@@ -91,6 +91,19 @@ format_and_vet() {
 	go vet ./...
 }
 
+# staticcheck_all runs staticcheck (pinned) on the code of every OS the
+# tests cannot run here, and the bench module.
+staticcheck_all() {
+	GOBIN="$work/bin" timeout 600 go install honnef.co/go/tools/cmd/staticcheck@v0.8.2 || return 1
+	local os rc=0
+	for os in linux windows darwin; do
+		echo "staticcheck GOOS=$os"
+		GOOS=$os "$work/bin/staticcheck" ./... || rc=1
+	done
+	(cd bench && "$work/bin/staticcheck" ./...) || rc=1
+	return $rc
+}
+
 # run_tests LABEL COMMAND...: runs a command that prints go test -json and
 # counts what it reports.
 run_tests() {
@@ -212,6 +225,7 @@ start=$SECONDS
 stage "packages" packages
 go build -o "$work/testsum" ./internal/testsum || { echo "check: cannot build internal/testsum"; exit 1; }
 stage "gofmt and go vet (linux)" format_and_vet
+stage "staticcheck (linux, windows, darwin)" staticcheck_all
 stage "npm packages for the interop tests" node_modules
 stage "Linux tests: go test -race, real gnome-keyring" linux_tests
 stage "Windows tests under Wine" windows_tests
