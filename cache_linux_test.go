@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
+	"github.com/zalando/go-keyring"
 
 	"github.com/msalcache/msalcache/internal/testdir"
 	"github.com/msalcache/msalcache/persistence"
@@ -113,5 +114,27 @@ func TestWrongKeyIsCorrupt(t *testing.T) {
 	mustLogin(t, app, scope("b"))
 	if kept, err := os.ReadFile(path + ".corrupt"); err != nil || !bytes.Equal(kept, original) {
 		t.Errorf("the undecryptable file was not kept: %v", err)
+	}
+}
+
+// TestClearKeepsKey: Clear signs everyone out by removing the file; the
+// encryption key stays in the keyring, so other caches sharing the keyring
+// item keep working.
+func TestClearKeepsKey(t *testing.T) {
+	m := platformMode(t)
+	s := startIDP(t)
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	c := openCache(t, path, m)
+	mustLogin(t, mustApp(t, s, c), scope("a"))
+	service, account, _ := strings.Cut(string(m), "/")
+	before, err := keyring.Get(service, account)
+	if err != nil {
+		t.Fatalf("the key is not in the keyring after a login: %v", err)
+	}
+	if err := c.Clear(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := keyring.Get(service, account); err != nil || after != before {
+		t.Errorf("after Clear the keyring item is gone or changed: %v", err)
 	}
 }
