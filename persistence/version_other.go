@@ -2,11 +2,7 @@
 
 package persistence
 
-import (
-	"errors"
-	"io/fs"
-	"os"
-)
+import "os"
 
 // versionOf: size and mtime only.
 func versionOf(fi os.FileInfo) Version {
@@ -15,18 +11,6 @@ func versionOf(fi os.FileInfo) Version {
 
 func versionAfterRename(path string, _ os.FileInfo) (Version, error) {
 	fi, err := os.Stat(path)
-	if err != nil {
-		return Version{}, err
-	}
-	return versionOf(fi), nil
-}
-
-// statVersion is File.Stat's system call.
-func statVersion(path string) (Version, error) {
-	fi, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return Version{}, nil
-	}
 	if err != nil {
 		return Version{}, err
 	}

@@ -1,8 +1,6 @@
 package persistence
 
 import (
-	"errors"
-	"io/fs"
 	"os"
 	"syscall"
 )
@@ -23,18 +21,6 @@ func versionOf(fi os.FileInfo) Version {
 // time of the file it replaced (tunneling), so the temp file's is not it.
 func versionAfterRename(path string, _ os.FileInfo) (Version, error) {
 	fi, err := os.Stat(path)
-	if err != nil {
-		return Version{}, err
-	}
-	return versionOf(fi), nil
-}
-
-// statVersion is File.Stat's system call.
-func statVersion(path string) (Version, error) {
-	fi, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return Version{}, nil
-	}
 	if err != nil {
 		return Version{}, err
 	}

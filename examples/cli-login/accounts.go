@@ -23,14 +23,7 @@ home account ID and tenant. No account is not an error.`)
 	if err := f.parseNoArgs(args); err != nil {
 		return err
 	}
-	if err := f.checkApp(&o); err != nil {
-		return err
-	}
-	app, _, err := o.open(e)
-	if err != nil {
-		return err
-	}
-	accounts, err := app.Accounts(ctx)
+	_, accounts, err := f.signedIn(ctx, &o, e)
 	if err != nil {
 		return err
 	}
@@ -88,14 +81,7 @@ shares it; it needs no --client-id.`)
 		fmt.Fprintf(e.stdout, "Signed out everyone: removed %s.\n", c.Path())
 		return nil
 	}
-	if err := f.checkApp(&o); err != nil {
-		return err
-	}
-	app, _, err := o.open(e)
-	if err != nil {
-		return err
-	}
-	accounts, err := app.Accounts(ctx)
+	app, accounts, err := f.signedIn(ctx, &o, e)
 	if err != nil {
 		return err
 	}

@@ -114,6 +114,20 @@ func (f *flagSet) scopesFlag(o *options) {
 	f.string(&o.scopes, "scopes", envScopes, "User.Read", "scopes to request, separated by commas or spaces")
 }
 
+// signedIn checks the app flags, opens the app on its cache and lists the
+// signed-in accounts.
+func (f *flagSet) signedIn(ctx context.Context, o *options, e *env) (public.Client, []public.Account, error) {
+	if err := f.checkApp(o); err != nil {
+		return public.Client{}, nil, err
+	}
+	app, _, err := o.open(e)
+	if err != nil {
+		return public.Client{}, nil, err
+	}
+	accounts, err := app.Accounts(ctx)
+	return app, accounts, err
+}
+
 // parseNoArgs is parse for a command that takes flags only.
 func (f *flagSet) parseNoArgs(args []string) error {
 	rest, err := f.parse(args)
