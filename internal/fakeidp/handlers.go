@@ -138,14 +138,8 @@ func (s *Server) handleDeviceCode(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	clientID := form.Get("client_id")
-	scopes := parseScopes(form.Get("scope"))
-	switch {
-	case clientID == "":
-		s.oauthError(w, r, http.StatusBadRequest, "invalid_request", "client_id is required")
-		return
-	case len(scopes) == 0:
-		s.oauthError(w, r, http.StatusBadRequest, "invalid_scope", "scope is required")
+	clientID, _, ok := s.clientAndScopes(w, r, form, true)
+	if !ok {
 		return
 	}
 
@@ -226,14 +220,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if !parsed {
 		return
 	}
-	clientID := form.Get("client_id")
-	scopes := parseScopes(form.Get("scope"))
-	switch {
-	case clientID == "":
-		s.oauthError(w, r, http.StatusBadRequest, "invalid_request", "client_id is required")
-		return
-	case len(scopes) == 0 && grant != "":
-		s.oauthError(w, r, http.StatusBadRequest, "invalid_scope", "scope is required")
+	clientID, scopes, ok := s.clientAndScopes(w, r, form, grant != "")
+	if !ok {
 		return
 	}
 
@@ -318,6 +306,22 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 }
 
 // parseScopes splits a scope parameter and drops duplicates, keeping order.
+// clientAndScopes reads client_id and scope from a request's form and
+// answers a request that lacks them (scope only when needScope).
+func (s *Server) clientAndScopes(w http.ResponseWriter, r *http.Request, form url.Values, needScope bool) (string, []string, bool) {
+	clientID := form.Get("client_id")
+	scopes := parseScopes(form.Get("scope"))
+	switch {
+	case clientID == "":
+		s.oauthError(w, r, http.StatusBadRequest, "invalid_request", "client_id is required")
+		return "", nil, false
+	case len(scopes) == 0 && needScope:
+		s.oauthError(w, r, http.StatusBadRequest, "invalid_scope", "scope is required")
+		return "", nil, false
+	}
+	return clientID, scopes, true
+}
+
 func parseScopes(scope string) []string {
 	var out []string
 	for _, s := range strings.Fields(scope) {
