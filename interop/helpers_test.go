@@ -289,6 +289,24 @@ func (d msalJSON) bytes() []byte {
 }
 
 // readMSAL reads and decodes a cache file without any lock.
+// loadMSAL loads the cache at path the way a fresh msalcache process does.
+func loadMSAL(t testing.TB, ctx context.Context, path string) msalJSON {
+	t.Helper()
+	c, err := msalcache.New(path, msalcache.WithPlaintext())
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := &jsonTarget{}
+	if err := c.Replace(ctx, target, cache.ReplaceHints{}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := parseMSAL(target.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func readMSAL(t testing.TB, path string) msalJSON {
 	t.Helper()
 	b, err := os.ReadFile(path)

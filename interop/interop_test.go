@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
-
 	"github.com/msalcache/msalcache"
 	"github.com/msalcache/msalcache/internal/testdir"
 )
@@ -179,17 +177,7 @@ func runWriters(t *testing.T, peer string, writers []writer) *result {
 
 	res.final = readMSAL(t, path)
 	res.nodeSeen = nodeDump(t, peer, path).AccessTokens
-	c, err := msalcache.New(path, msalcache.WithPlaintext())
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := &jsonTarget{}
-	if err := c.Replace(ctx, target, cache.ReplaceHints{}); err != nil {
-		t.Fatal(err)
-	}
-	if res.goSeen, err = parseMSAL(target.data); err != nil {
-		t.Fatal(err)
-	}
+	res.goSeen = loadMSAL(t, ctx, path)
 	return res
 }
 

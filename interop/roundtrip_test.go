@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 
 	"github.com/msalcache/msalcache"
@@ -94,18 +93,7 @@ func TestRealMSALCacheBothWays(t *testing.T) {
 	}
 
 	// msalcache's write kept Node's entries, and Node reads the new token.
-	c, err := msalcache.New(path, msalcache.WithPlaintext())
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := &jsonTarget{}
-	if err := c.Replace(ctx, target, cache.ReplaceHints{}); err != nil {
-		t.Fatal(err)
-	}
-	doc, err := parseMSAL(target.data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc := loadMSAL(t, ctx, path)
 	for i := range 3 {
 		if _, ok := doc.section("AccessToken")[nodeKey("n", i)]; !ok {
 			t.Errorf("Node's entry %d is gone after MSAL Go wrote through msalcache", i)
