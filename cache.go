@@ -11,6 +11,7 @@ import (
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 
+	"github.com/msalcache/msalcache/internal/msaljson"
 	"github.com/msalcache/msalcache/lock"
 	"github.com/msalcache/msalcache/persistence"
 )
@@ -32,7 +33,7 @@ type Cache struct {
 	// version is the state of the file that current describes; current is
 	// nil until the file is first read.
 	version persistence.Version
-	current *snapshot
+	current *msaljson.Snapshot
 	// corrupt is set while current stands for an undecodable file, which
 	// is copied aside before it is first overwritten.
 	corrupt bool
@@ -42,7 +43,7 @@ type Cache struct {
 	upgrade bool
 	// views holds, per MSAL cache object, the snapshot its memory holds: it
 	// tells Replace whether Unmarshal is needed and is Export's merge base.
-	views map[any]*snapshot
+	views map[any]*msaljson.Snapshot
 	// marshaled maps the entries of MSAL's last Marshal to their canonical
 	// form: most entries repeat from one Export to the next.
 	marshaled map[string]string
@@ -88,7 +89,7 @@ func New(path string, opts ...Option) (*Cache, error) {
 		lock:    lock.New(abs+".lockfile", lock.WithTimeout(cfg.lockTimeout)),
 		log:     cfg.logger,
 		timeout: cfg.lockTimeout,
-		views:   map[any]*snapshot{},
+		views:   map[any]*msaljson.Snapshot{},
 	}, nil
 }
 
@@ -146,13 +147,13 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, _ cache.Replac
 	if c.views[u] == c.current {
 		return nil
 	}
-	if err := u.Unmarshal(c.current.raw); err != nil {
+	if err := u.Unmarshal(c.current.Raw); err != nil {
 		// Valid JSON that MSAL cannot take (an entry of the wrong shape) is
 		// as unusable as garbage: start empty rather than fail every call.
 		c.log.Warn("msalcache: MSAL cannot load the token cache file; starting with an empty cache (users sign in again). A copy is kept before it is overwritten.",
 			"path", c.file.Path(), "copy", c.file.Path()+".corrupt", "reason", err.Error())
-		c.current, c.corrupt, c.upgrade = emptySnapshot, true, false
-		if err := u.Unmarshal(c.current.raw); err != nil {
+		c.current, c.corrupt, c.upgrade = msaljson.Empty, true, false
+		if err := u.Unmarshal(c.current.Raw); err != nil {
 			return fmt.Errorf("msalcache: MSAL rejected an empty cache: %w", err)
 		}
 	}
@@ -176,27 +177,27 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 	defer c.mu.Unlock()
 	base := c.views[m]
 	if base == nil {
-		base = emptySnapshot
+		base = msaljson.Empty
 	}
-	ours, err := parseSnapshot(data, c.marshaled)
+	ours, err := msaljson.Parse(data, c.marshaled)
 	if err != nil {
 		return fmt.Errorf("msalcache: saving the token cache: %w", err)
 	}
-	c.marshaled = ours.seen
-	if ours.equal(base) && !c.upgrade {
+	c.marshaled = ours.Seen
+	if ours.Equal(base) && !c.upgrade {
 		return nil // nothing changed since m was last synced
 	}
 	err = c.withLock(ctx, func() error {
 		if err := c.refresh(ctx); err != nil {
 			return err
 		}
-		merged := merge(base, ours, c.current)
-		if !merged.equal(c.current) || c.upgrade {
+		merged := msaljson.Merge(base, ours, c.current)
+		if !merged.Equal(c.current) || c.upgrade {
 			if err := c.write(ctx, merged); err != nil {
 				return fmt.Errorf("%s: %w", c.file.Path(), err)
 			}
 		}
-		if merged.equal(ours) {
+		if merged.Equal(ours) {
 			c.view(m, c.current)
 		} else {
 			c.view(m, ours) // m lacks what others wrote: the next Replace hands it over
@@ -220,7 +221,7 @@ func (c *Cache) Clear(ctx context.Context) error {
 		if err := c.file.Remove(); err != nil {
 			return err
 		}
-		c.current, c.version, c.corrupt, c.upgrade = emptySnapshot, persistence.Version{}, false, false
+		c.current, c.version, c.corrupt, c.upgrade = msaljson.Empty, persistence.Version{}, false, false
 		clear(c.views)
 		return nil
 	})
@@ -262,13 +263,13 @@ func (c *Cache) refresh(ctx context.Context) error {
 // overwritten. c.mu is held; locked says whether the lock is too.
 func (c *Cache) load(ctx context.Context, locked bool) error {
 	data, v, format, err := c.file.ReadFormat(ctx)
-	var snap *snapshot
+	var snap *msaljson.Snapshot
 	if err == nil {
 		var memo map[string]string
 		if c.current != nil {
-			memo = c.current.seen
+			memo = c.current.Seen
 		}
-		snap, err = parseSnapshot(data, memo)
+		snap, err = msaljson.Parse(data, memo)
 		if err != nil {
 			err = fmt.Errorf("%w: %s: %w", persistence.ErrCorrupt, c.file.Path(), err)
 		}
@@ -280,7 +281,7 @@ func (c *Cache) load(ctx context.Context, locked bool) error {
 	case errors.Is(err, persistence.ErrCorrupt):
 		c.log.Warn("msalcache: the token cache file cannot be read; starting with an empty cache (users sign in again). A copy is kept before it is overwritten.",
 			"path", c.file.Path(), "copy", c.file.Path()+".corrupt", "reason", err.Error())
-		c.current, c.version, c.corrupt, c.upgrade = emptySnapshot, v, true, false
+		c.current, c.version, c.corrupt, c.upgrade = msaljson.Empty, v, true, false
 		return nil
 	case err != nil:
 		return err
@@ -295,7 +296,7 @@ func (c *Cache) load(ctx context.Context, locked bool) error {
 }
 
 // write replaces the file with s; c.mu and the lock are held.
-func (c *Cache) write(ctx context.Context, s *snapshot) error {
+func (c *Cache) write(ctx context.Context, s *msaljson.Snapshot) error {
 	if c.corrupt {
 		copyPath, err := c.file.Quarantine()
 		if err != nil {
@@ -303,7 +304,7 @@ func (c *Cache) write(ctx context.Context, s *snapshot) error {
 		}
 		c.log.Warn("msalcache: kept a copy of the unreadable token cache file", "copy", copyPath)
 	}
-	v, err := c.file.Write(ctx, s.raw)
+	v, err := c.file.Write(ctx, s.Raw)
 	if err != nil {
 		return err
 	}
@@ -312,7 +313,7 @@ func (c *Cache) write(ctx context.Context, s *snapshot) error {
 }
 
 // view records that MSAL cache object x holds s.
-func (c *Cache) view(x any, s *snapshot) {
+func (c *Cache) view(x any, s *msaljson.Snapshot) {
 	if len(c.views) >= 64 {
 		clear(c.views) // many short-lived clients: forget, they reload once
 	}

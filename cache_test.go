@@ -104,7 +104,7 @@ func TestConcurrentAccountChurn(t *testing.T) {
 		t.Errorf("accounts after concurrent churn = %v, want %v", got, want)
 	}
 	// Nothing of a removed account is left behind.
-	for name, section := range readCacheJSON(t, openCache(t, path, plaintextMode)).sections {
+	for name, section := range readCacheJSON(t, openCache(t, path, plaintextMode)).Sections {
 		for key, entry := range section {
 			for _, gone := range []string{"a1", "a2", "b1", "b2"} {
 				if strings.Contains(entry, homeIDs[gone]) {

@@ -28,6 +28,7 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 
 	"github.com/msalcache/msalcache/internal/fakeidp"
+	"github.com/msalcache/msalcache/internal/msaljson"
 	"github.com/msalcache/msalcache/internal/testdir"
 )
 
@@ -338,13 +339,13 @@ func (ca childApp) writeForever(ctx context.Context) error {
 }
 
 // readCacheJSON decodes the cache file the way a fresh process would.
-func readCacheJSON(t testing.TB, c *Cache) *snapshot {
+func readCacheJSON(t testing.TB, c *Cache) *msaljson.Snapshot {
 	t.Helper()
 	data, _, err := c.file.Read(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := parseSnapshot(data, nil)
+	s, err := msaljson.Parse(data, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package msalcache
+// Package msaljson reads, compares and merges MSAL token cache JSON. Both
+// caches use it: the file cache (package msalcache) and the distributed cache
+// (package distributed).
+package msaljson
 
 import (
 	"bytes"
@@ -8,7 +11,7 @@ import (
 	"slices"
 )
 
-// A snapshot is one state of the MSAL cache in a form that can be compared
+// A Snapshot is one state of the MSAL cache in a form that can be compared
 // and merged: each top-level section ("AccessToken", "RefreshToken",
 // "IdToken", "Account", "AppMetadata", and any section a newer MSAL adds)
 // maps entry keys to the entry's canonical JSON (object keys sorted, numbers
@@ -16,31 +19,31 @@ import (
 // scalars. MSAL Go marshals maps in random order, so the bytes of two equal
 // caches differ; their snapshots do not.
 //
-// A snapshot is never modified after it is built.
-type snapshot struct {
-	sections map[string]map[string]string
-	scalars  map[string]string
-	raw      []byte // the JSON the snapshot was built from, for Unmarshal
-	// seen maps each entry's JSON as it was parsed to its canonical form, so
+// A Snapshot is never modified after it is built.
+type Snapshot struct {
+	Sections map[string]map[string]string
+	Scalars  map[string]string
+	Raw      []byte // the JSON the snapshot was built from, for Unmarshal
+	// Seen maps each entry's JSON as it was parsed to its canonical form, so
 	// that parsing the next state of the cache, which mostly repeats the
 	// entries of this one, canonicalizes only what changed.
-	seen map[string]string
+	Seen map[string]string
 }
 
-// emptySnapshot is the state of a cache that has no file.
-var emptySnapshot = &snapshot{raw: []byte("{}")}
+// Empty is the state of a cache that has no file.
+var Empty = &Snapshot{Raw: []byte("{}")}
 
-// parseSnapshot reads MSAL cache JSON. Empty input is an empty cache. An
-// entry found in memo (the seen map of an earlier parse) is not decoded again.
-func parseSnapshot(data []byte, memo map[string]string) (*snapshot, error) {
+// Parse reads MSAL cache JSON. Empty input is an empty cache. An
+// entry found in memo (the Seen map of an earlier parse) is not decoded again.
+func Parse(data []byte, memo map[string]string) (*Snapshot, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return emptySnapshot, nil
+		return Empty, nil
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
 		return nil, fmt.Errorf("not MSAL cache JSON: %w", err)
 	}
-	s := &snapshot{raw: data, seen: map[string]string{}}
+	s := &Snapshot{Raw: data, Seen: map[string]string{}}
 	for name, value := range top {
 		var entries map[string]json.RawMessage
 		if isObject(value) && json.Unmarshal(value, &entries) == nil {
@@ -54,22 +57,22 @@ func parseSnapshot(data []byte, memo map[string]string) (*snapshot, error) {
 					}
 				}
 				section[key] = c
-				s.seen[string(entry)] = c
+				s.Seen[string(entry)] = c
 			}
-			if s.sections == nil {
-				s.sections = map[string]map[string]string{}
+			if s.Sections == nil {
+				s.Sections = map[string]map[string]string{}
 			}
-			s.sections[name] = section
+			s.Sections[name] = section
 			continue
 		}
 		c, err := canonical(value)
 		if err != nil {
 			return nil, fmt.Errorf("not MSAL cache JSON: %s: %w", name, err)
 		}
-		if s.scalars == nil {
-			s.scalars = map[string]string{}
+		if s.Scalars == nil {
+			s.Scalars = map[string]string{}
 		}
-		s.scalars[name] = c
+		s.Scalars[name] = c
 	}
 	return s, nil
 }
@@ -92,45 +95,45 @@ func canonical(v json.RawMessage) (string, error) {
 	return string(b), err
 }
 
-// equal reports whether a and b hold the same cache. An empty section is
+// Equal reports whether a and b hold the same cache. An empty section is
 // the same as a missing one (MSAL omits empty sections).
-func (a *snapshot) equal(b *snapshot) bool {
+func (a *Snapshot) Equal(b *Snapshot) bool {
 	if a == b {
 		return true
 	}
-	if !maps.Equal(a.scalars, b.scalars) {
+	if !maps.Equal(a.Scalars, b.Scalars) {
 		return false
 	}
 	for _, name := range sectionNames(a, b) {
-		if !maps.Equal(a.sections[name], b.sections[name]) {
+		if !maps.Equal(a.Sections[name], b.Sections[name]) {
 			return false
 		}
 	}
 	return true
 }
 
-// merge is a three-way merge by section and entry key. base is what this
+// Merge is a three-way merge by section and entry key. base is what this
 // process last synced, ours what it holds now, theirs what the file holds.
 // An entry this process changed, added or removed since base wins; every
 // other entry is taken from theirs, so no process loses another's tokens.
-func merge(base, ours, theirs *snapshot) *snapshot {
-	out := &snapshot{}
-	out.scalars = mergeEntries(base.scalars, ours.scalars, theirs.scalars)
+func Merge(base, ours, theirs *Snapshot) *Snapshot {
+	out := &Snapshot{}
+	out.Scalars = mergeEntries(base.Scalars, ours.Scalars, theirs.Scalars)
 	for _, name := range sectionNames(base, ours, theirs) {
-		section := mergeEntries(base.sections[name], ours.sections[name], theirs.sections[name])
+		section := mergeEntries(base.Sections[name], ours.Sections[name], theirs.Sections[name])
 		if len(section) > 0 {
-			if out.sections == nil {
-				out.sections = map[string]map[string]string{}
+			if out.Sections == nil {
+				out.Sections = map[string]map[string]string{}
 			}
-			out.sections[name] = section
+			out.Sections[name] = section
 		}
 	}
-	out.raw = out.encode()
+	out.Raw = out.Encode()
 	// The file now holds every entry in its canonical form.
-	out.seen = map[string]string{}
-	for _, section := range out.sections {
+	out.Seen = map[string]string{}
+	for _, section := range out.Sections {
 		for _, c := range section {
-			out.seen[c] = c
+			out.Seen[c] = c
 		}
 	}
 	return out
@@ -165,10 +168,10 @@ func mergeEntries(base, ours, theirs map[string]string) map[string]string {
 	return out
 }
 
-func sectionNames(snaps ...*snapshot) []string {
+func sectionNames(snaps ...*Snapshot) []string {
 	var names []string
 	for _, s := range snaps {
-		for name := range s.sections {
+		for name := range s.Sections {
 			names = append(names, name)
 		}
 	}
@@ -176,9 +179,9 @@ func sectionNames(snaps ...*snapshot) []string {
 	return slices.Compact(names)
 }
 
-// encode writes the snapshot as MSAL cache JSON with sorted keys, which
+// Encode writes the snapshot as MSAL cache JSON with sorted keys, which
 // every MSAL reads.
-func (s *snapshot) encode() []byte {
+func (s *Snapshot) Encode() []byte {
 	var b bytes.Buffer
 	b.WriteByte('{')
 	first := true
@@ -191,25 +194,25 @@ func (s *snapshot) encode() []byte {
 		b.Write(k)
 		b.WriteByte(':')
 	}
-	names := slices.Sorted(maps.Keys(s.sections))
-	names = append(names, slices.Sorted(maps.Keys(s.scalars))...)
+	names := slices.Sorted(maps.Keys(s.Sections))
+	names = append(names, slices.Sorted(maps.Keys(s.Scalars))...)
 	slices.Sort(names)
 	names = slices.Compact(names) // a name that is a scalar in one input and a section in another
 	for _, name := range names {
 		field(name)
-		if v, ok := s.scalars[name]; ok {
+		if v, ok := s.Scalars[name]; ok {
 			b.WriteString(v)
 			continue
 		}
 		b.WriteByte('{')
-		for i, key := range slices.Sorted(maps.Keys(s.sections[name])) {
+		for i, key := range slices.Sorted(maps.Keys(s.Sections[name])) {
 			if i > 0 {
 				b.WriteByte(',')
 			}
 			k, _ := json.Marshal(key)
 			b.Write(k)
 			b.WriteByte(':')
-			b.WriteString(s.sections[name][key])
+			b.WriteString(s.Sections[name][key])
 		}
 		b.WriteByte('}')
 	}

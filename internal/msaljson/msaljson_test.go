@@ -1,4 +1,4 @@
-package msalcache
+package msaljson
 
 import (
 	"encoding/json"
@@ -6,11 +6,11 @@ import (
 	"testing"
 )
 
-func mustSnapshot(t *testing.T, js string) *snapshot {
+func mustSnapshot(t *testing.T, js string) *Snapshot {
 	t.Helper()
-	s, err := parseSnapshot([]byte(js), nil)
+	s, err := Parse([]byte(js), nil)
 	if err != nil {
-		t.Fatalf("parseSnapshot(%s): %v", js, err)
+		t.Fatalf("Parse(%s): %v", js, err)
 	}
 	return s
 }
@@ -18,25 +18,25 @@ func mustSnapshot(t *testing.T, js string) *snapshot {
 func TestSnapshotEqualIgnoresOrderAndSpace(t *testing.T) {
 	a := mustSnapshot(t, `{"AccessToken":{"k1":{"secret":"a","target":"x y","n":12345678901234567890},"k2":{"secret":"b"}},"Account":{}}`)
 	b := mustSnapshot(t, `{ "AccessToken" : { "k2":{"secret":"b"}, "k1":{"n":12345678901234567890,"target":"x y","secret":"a"} } }`)
-	if !a.equal(b) {
+	if !a.Equal(b) {
 		t.Error("same cache in another key order and spacing: not equal")
 	}
 	c := mustSnapshot(t, `{"AccessToken":{"k1":{"secret":"a","target":"x y","n":12345678901234567891},"k2":{"secret":"b"}}}`)
-	if a.equal(c) {
+	if a.Equal(c) {
 		t.Error("a number differing in its last digit compared equal (precision lost)")
 	}
-	if !emptySnapshot.equal(mustSnapshot(t, `{"AccessToken":{},"RefreshToken":{}}`)) {
+	if !Empty.Equal(mustSnapshot(t, `{"AccessToken":{},"RefreshToken":{}}`)) {
 		t.Error("empty sections differ from no sections")
 	}
-	if !emptySnapshot.equal(mustSnapshot(t, " \n")) {
+	if !Empty.Equal(mustSnapshot(t, " \n")) {
 		t.Error("an empty file is not the empty cache")
 	}
 }
 
 func TestParseSnapshotRejectsNonJSON(t *testing.T) {
 	for _, in := range []string{`{"AccessToken":`, `[1,2]`, `"x"`, "\x00\x01garbage"} {
-		if _, err := parseSnapshot([]byte(in), nil); err == nil {
-			t.Errorf("parseSnapshot(%q) = nil error", in)
+		if _, err := Parse([]byte(in), nil); err == nil {
+			t.Errorf("Parse(%q) = nil error", in)
 		}
 	}
 }
@@ -97,15 +97,15 @@ func TestMerge(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := merge(mustSnapshot(t, tt.base), mustSnapshot(t, tt.ours), mustSnapshot(t, tt.theirs))
-			if string(got.raw) != tt.want {
-				t.Errorf("merge:\n got %s\nwant %s", got.raw, tt.want)
+			got := Merge(mustSnapshot(t, tt.base), mustSnapshot(t, tt.ours), mustSnapshot(t, tt.theirs))
+			if string(got.Raw) != tt.want {
+				t.Errorf("merge:\n got %s\nwant %s", got.Raw, tt.want)
 			}
-			if !got.equal(mustSnapshot(t, tt.want)) {
+			if !got.Equal(mustSnapshot(t, tt.want)) {
 				t.Error("merged snapshot does not equal its own encoding")
 			}
-			if !json.Valid(got.raw) {
-				t.Errorf("merged JSON invalid: %s", got.raw)
+			if !json.Valid(got.Raw) {
+				t.Errorf("merged JSON invalid: %s", got.Raw)
 			}
 		})
 	}
@@ -113,8 +113,8 @@ func TestMerge(t *testing.T) {
 
 func TestEncodeEscapesKeys(t *testing.T) {
 	s := mustSnapshot(t, `{"AccessToken":{"k\"ey\\with\u0001odd":{"s":"<&>"}}}`)
-	again := mustSnapshot(t, string(s.encode()))
-	if !s.equal(again) || !strings.Contains(string(s.encode()), `k\"ey\\with\u0001odd`) {
-		t.Errorf("round trip through encode changed the cache: %s", s.encode())
+	again := mustSnapshot(t, string(s.Encode()))
+	if !s.Equal(again) || !strings.Contains(string(s.Encode()), `k\"ey\\with\u0001odd`) {
+		t.Errorf("round trip through encode changed the cache: %s", s.Encode())
 	}
 }
