@@ -1,0 +1,70 @@
+package distributed
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+)
+
+// A Version identifies one stored state of a key. The writer chooses it
+// (NewVersion): a random non-zero number, so a version never repeats for a
+// key, even after the key was deleted or expired and written again. The zero
+// Version means "no value".
+type Version uint64
+
+// ErrConflict is returned by Store.Store when the key no longer holds the
+// version the write was based on: another writer was first. The caller
+// loads again, merges and retries.
+var ErrConflict = errors.New("distributed: the stored value changed since it was loaded")
+
+// A Store keeps one opaque value per key, with a version for optimistic
+// concurrency. It is the shared layer under Cache: NewMemoryStore for one
+// process, redisstore.Open for many processes and machines. Keys and values
+// are opaque to the store; Cache hashes identifiers into keys and may
+// encrypt values.
+//
+// A Store is safe for concurrent use by multiple goroutines. Every method
+// honours ctx: a call never waits past its deadline.
+type Store interface {
+	// Load returns the value stored at key and its version, or (nil, 0, nil)
+	// when there is none. It may be served from a client-side cache that is
+	// kept coherent with the server (see Notifier).
+	Load(ctx context.Context, key string) (value []byte, v Version, err error)
+
+	// Store writes value at key as version next, provided the key still holds
+	// version prev (zero: the key must hold no value), and sets the key to
+	// expire after ttl (zero: never). It returns ErrConflict, and changes
+	// nothing, when the key holds another version.
+	Store(ctx context.Context, key string, value []byte, prev, next Version, ttl time.Duration) error
+
+	// Touch resets the expiry of key to ttl, if it exists (sliding
+	// expiration). It does not change the version.
+	Touch(ctx context.Context, key string, ttl time.Duration) error
+
+	// Close releases what the store holds (connections, goroutines). Calls
+	// after Close return an error.
+	Close() error
+}
+
+// A Notifier is a Store that tells its user when keys change elsewhere, so
+// that an in-process copy can be kept coherent without asking the server on
+// every read. Both stores of this module implement it.
+type Notifier interface {
+	// Notify registers f, which is called with the key of every value that
+	// another writer (another Cache, process or machine) changed, or that was
+	// deleted or expired, after this client loaded it; f("") means anything
+	// may have changed (the connection to the server was lost or
+	// re-established). f is called on the store's own goroutine and must
+	// return quickly. Notify may be called once, before the first Load.
+	Notify(f func(key string))
+}
+
+// NewVersion returns a random non-zero Version for the next write.
+func NewVersion() Version {
+	for {
+		if v := Version(rand.Uint64()); v != 0 {
+			return v
+		}
+	}
+}
