@@ -112,7 +112,7 @@ func protector(path string, cfg *config) (persistence.Protector, error) {
 			"path", path, "reason", err.Error())
 		return persistence.Plaintext(), nil
 	}
-	return nil, fmt.Errorf("msalcache: %w", err)
+	return nil, advise(fmt.Errorf("msalcache: %w", err))
 }
 
 // Protection names the protection in use: "dpapi", "keychain",

@@ -10,68 +10,48 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 
 	"github.com/msalcache/msalcache"
-	"github.com/msalcache/msalcache/internal/fakeidp"
 )
 
-// Wiring msalcache into MSAL Go. The local identity provider stands in for
-// Microsoft Entra ID, and the plaintext option for the platform protection,
-// so the example runs anywhere; a real app omits WithPlaintext and the
-// fakeidp lines.
+// Wiring msalcache into MSAL Go. A real app keeps the cache in a directory of
+// its own (say, under os.UserCacheDir) and omits WithPlaintext, so the file is
+// encrypted with the platform protection; the plaintext option lets this
+// example run on a machine without a keyring.
 func Example() {
-	idp, err := fakeidp.Start()
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer idp.Close()
 	dir, err := os.MkdirTemp("", "msalcache-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.Remove(dir)
-	path := filepath.Join(dir, "msal.cache")
-	defer os.Remove(path)
-	ctx := context.Background()
-	scopes := []string{"api://example/read"}
+	defer os.RemoveAll(dir)
 
-	newApp := func() public.Client {
-		c, err := msalcache.New(path, msalcache.WithPlaintext())
-		if err != nil {
-			log.Fatal(err)
-		}
-		app, err := public.New("my-client-id",
-			public.WithAuthority(idp.Authority()),
-			public.WithInstanceDiscovery(false),
-			public.WithHTTPClient(idp.HTTPClient()),
-			public.WithCache(c))
-		if err != nil {
-			log.Fatal(err)
-		}
-		return app
+	c, err := msalcache.New(filepath.Join(dir, "msal.cache"), msalcache.WithPlaintext())
+	if err != nil {
+		log.Fatal(err) // without WithPlaintext: wraps persistence.ErrUnavailable when no keyring is usable
 	}
-
-	// Sign in once (the local provider approves device codes at once).
-	dc, err := newApp().AcquireTokenByDeviceCode(ctx, scopes)
+	app, err := public.New("00000000-0000-0000-0000-000000000000",
+		public.WithAuthority("https://login.microsoftonline.com/organizations"),
+		public.WithCache(c))
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := dc.AuthenticationResult(ctx); err != nil {
-		log.Fatal(err)
-	}
 
-	// Later, as a new process would: the token comes from the file.
-	app := newApp()
+	ctx := context.Background()
 	accounts, err := app.Accounts(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
-	before := idp.Requests().Token
-	res, err := app.AcquireTokenSilent(ctx, scopes, public.WithSilentAccount(accounts[0]))
-	if err != nil {
-		log.Fatal(err)
+	if len(accounts) > 0 {
+		// Signed in earlier, maybe by another process: no prompt needed.
+		res, err := app.AcquireTokenSilent(ctx, []string{"User.Read"}, public.WithSilentAccount(accounts[0]))
+		if err == nil {
+			fmt.Println("token for", res.Account.PreferredUsername)
+			return
+		}
 	}
-	fmt.Println("signed in as", res.Account.PreferredUsername)
-	fmt.Println("token requests for the silent call:", idp.Requests().Token-before)
+	// Otherwise sign in interactively (app.AcquireTokenInteractive or
+	// app.AcquireTokenByDeviceCode); MSAL then saves the tokens through c.
+	fmt.Println("protection:", c.Protection())
+	fmt.Println("signed-in accounts:", len(accounts))
 	// Output:
-	// signed in as user1@contoso.example
-	// token requests for the silent call: 0
+	// protection: plaintext
+	// signed-in accounts: 0
 }

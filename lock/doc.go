@@ -118,13 +118,10 @@
 //
 // # Cost
 //
-// Measured on a 2-core Linux VM (go test -bench, uncontended Lock+unlock):
-// on tmpfs 20 µs against 4.9 µs for a bare gofrs/flock Lock+Unlock (4.1x);
-// the create, write and delete that O_EXCL compatibility requires cost
-// 13.9 µs of it by themselves (BenchmarkExclFloor), so the 3x goal against
-// flock is out of reach for any protocol that interoperates with O_EXCL
-// lockers. On ext4 the create dominates and varies with disk load: 42 to 90
-// µs against 4.9 µs, the floor being within 7 µs of ours. Contended, 4
-// processes: about 35 000–44 000 acquisitions per second on tmpfs, 8 500 on
-// ext4.
+// An uncontended Lock costs what creating, writing and deleting a small file
+// costs on the file system, plus a flock: the O_EXCL create is what every
+// sister library understands. Measured figures, against a bare gofrs/flock,
+// are in the Performance table of the README
+// (https://github.com/msalcache/msalcache#performance), the one place they are
+// kept.
 package lock

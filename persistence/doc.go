@@ -16,7 +16,9 @@
 //     the AES-256-GCM ciphertext of the MSAL JSON. Keyrings are slow (a D-Bus
 //     or process round trip per call) and limit secret sizes (about 3000 bytes
 //     on macOS), while the cache is many kilobytes and read often: the key is
-//     fetched once per process and kept in memory.
+//     fetched once per process and kept in memory. What reading, decrypting
+//     and writing cost is measured in the Performance table of the README
+//     (https://github.com/msalcache/msalcache#performance).
 //   - [Plaintext]: the MSAL JSON itself, only when asked for.
 //
 // Reading detects the format, so a plaintext file left by a fallback is read

@@ -240,7 +240,7 @@ func (p *keyringProtector) fetch(ctx context.Context) (*envelopeKey, error) {
 	}
 	k, err := parseKey(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s does not hold an msalcache key (%v): delete the item, or name another one with msalcache.WithKeyringItem",
+		return nil, fmt.Errorf("%w: %s does not hold an msalcache key (%v): delete the item, or use another item",
 			ErrUnavailable, p.item(p.account), err)
 	}
 	p.setCached(k)
@@ -335,7 +335,7 @@ func (p *keyringProtector) call(ctx context.Context, op func() error) error {
 }
 
 func (p *keyringProtector) timedOut(ctx context.Context) error {
-	return fmt.Errorf("%w: %s: the keyring did not answer in time (it may be waiting for an unlock prompt): unlock the keyring, or use msalcache.WithPlaintextFallback: %w",
+	return fmt.Errorf("%w: %s: the keyring did not answer in time (it may be waiting for an unlock prompt): unlock the keyring: %w",
 		ErrUnavailable, p.name, ctx.Err())
 }
 

@@ -13,12 +13,12 @@ func keyringHint(err error) string {
 	if errors.As(err, &ee) {
 		switch ee.ExitCode() {
 		case 36: // errSecInteractionNotAllowed (-25308)
-			return "the login keychain is locked or cannot ask the user (e.g. over SSH): unlock it with `security unlock-keychain`, or use msalcache.WithPlaintextFallback"
+			return "the login keychain is locked or cannot ask the user (e.g. over SSH): unlock it with `security unlock-keychain`"
 		case 51: // errSecAuthFailed (-25293)
-			return "access to the keychain item was denied: allow this program in Keychain Access, or use msalcache.WithPlaintextFallback"
+			return "access to the keychain item was denied: allow this program in Keychain Access"
 		case 128: // errSecUserCanceled (-128)
-			return "the keychain prompt was cancelled: allow access when asked, or use msalcache.WithPlaintextFallback"
+			return "the keychain prompt was cancelled: allow access when asked"
 		}
 	}
-	return fmt.Sprintf("the keychain failed (%v): unlock the login keychain, or use msalcache.WithPlaintextFallback", err)
+	return fmt.Sprintf("the keychain failed (%v): unlock the login keychain", err)
 }

@@ -34,6 +34,6 @@ func sessionBusCheck() error {
 			hint = fmt.Sprintf(" (a bus socket exists: export DBUS_SESSION_BUS_ADDRESS=unix:path=%s)", filepath.Join(x, "bus"))
 		}
 	}
-	return fmt.Errorf("no D-Bus session bus: DBUS_SESSION_BUS_ADDRESS is unset and %s does not exist%s: start a desktop session, or start gnome-keyring in a dbus-run-session, or use msalcache.WithPlaintextFallback",
+	return fmt.Errorf("no D-Bus session bus: DBUS_SESSION_BUS_ADDRESS is unset and %s does not exist%s: start a desktop session, or start gnome-keyring in a dbus-run-session",
 		filepath.Join(dir, "bus"), hint)
 }
