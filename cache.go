@@ -151,7 +151,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, _ cache.Replac
 		// Valid JSON that MSAL cannot take (an entry of the wrong shape) is
 		// as unusable as garbage: start empty rather than fail every call.
 		c.log.Warn("msalcache: MSAL cannot load the token cache file; starting with an empty cache (users sign in again). A copy is kept before it is overwritten.",
-			"path", c.file.Path(), "copy", c.file.Path()+".corrupt", "reason", err.Error())
+			"path", c.file.Path(), "copy", c.file.Path()+".corrupt-<time>", "reason", err.Error())
 		c.current, c.corrupt, c.upgrade = msaljson.Empty, true, false
 		if err := u.Unmarshal(c.current.Raw); err != nil {
 			return fmt.Errorf("msalcache: MSAL rejected an empty cache: %w", err)
@@ -280,7 +280,7 @@ func (c *Cache) load(ctx context.Context, locked bool) error {
 	switch {
 	case errors.Is(err, persistence.ErrCorrupt):
 		c.log.Warn("msalcache: the token cache file cannot be read; starting with an empty cache (users sign in again). A copy is kept before it is overwritten.",
-			"path", c.file.Path(), "copy", c.file.Path()+".corrupt", "reason", err.Error())
+			"path", c.file.Path(), "copy", c.file.Path()+".corrupt-<time>", "reason", err.Error())
 		c.current, c.version, c.corrupt, c.upgrade = msaljson.Empty, v, true, false
 		return nil
 	case err != nil:

@@ -112,7 +112,9 @@ func TestWrongKeyIsCorrupt(t *testing.T) {
 		t.Errorf("no warning: %q", log.String())
 	}
 	mustLogin(t, app, scope("b"))
-	if kept, err := os.ReadFile(path + ".corrupt"); err != nil || !bytes.Equal(kept, original) {
+	if copies := quarantined(t, path); len(copies) != 1 {
+		t.Errorf("the undecryptable file was not kept once: %v", copies)
+	} else if kept, err := os.ReadFile(copies[0]); err != nil || !bytes.Equal(kept, original) {
 		t.Errorf("the undecryptable file was not kept: %v", err)
 	}
 }

@@ -386,7 +386,11 @@ func TestBadFiles(t *testing.T) {
 				t.Errorf("no warning naming the file: %q", log.String())
 			}
 			mustLogin(t, app, scope("after"))
-			kept, err := os.ReadFile(path + ".corrupt")
+			copies := quarantined(t, path)
+			if len(copies) != 1 {
+				t.Fatalf("copies of the bad file: %v; want one", copies)
+			}
+			kept, err := os.ReadFile(copies[0])
 			if err != nil || !bytes.Equal(kept, tt.data) {
 				t.Errorf("copy of the bad file: %q, %v; want the original bytes", kept, err)
 			}

@@ -84,7 +84,8 @@
 // A corrupt or undecryptable file (garbage, truncated, encrypted with a key
 // that is gone, a DPAPI blob from another Windows profile) is logged as a
 // warning and treated as an empty cache; before it is first overwritten it
-// is copied to "<path>.corrupt". A protection that cannot be used (no Secret
+// is copied to "<path>.corrupt-<time>" (the newest few copies are kept;
+// Clear removes them). A protection that cannot be used (no Secret
 // Service, a locked keyring) is an error wrapping persistence.ErrUnavailable,
 // and nothing is overwritten. Every call is bounded: by its context's
 // deadline, or by WithLockTimeout (default 30s).

@@ -225,7 +225,7 @@ func (r *result) check(t *testing.T) {
 	if _, ok := r.final.section("AccessToken")[goKey("seed", 0)]; !ok && !r.destroyed[goKey("seed", 0)] {
 		t.Error("the entry written before the run is gone")
 	}
-	if _, err := os.Stat(r.path + ".corrupt"); err == nil {
+	if copies, _ := filepath.Glob(r.path + ".corrupt*"); len(copies) > 0 {
 		t.Error("msalcache set the file aside as corrupt: it mistook a Node write in progress for a corrupt file")
 	}
 

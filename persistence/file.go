@@ -174,32 +174,14 @@ func (f *File) Write(ctx context.Context, plaintext []byte) (Version, error) {
 	return writeAtomic(ctx, f.path, sealed)
 }
 
-// Remove removes the cache file. A missing file is not an error.
+// Remove removes the cache file and the copies Quarantine kept of it (they
+// hold tokens too). A missing file is not an error.
 func (f *File) Remove() error {
 	err := remove(context.Background(), f.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		err = nil
 	}
-	return err
-}
-
-// Quarantine copies the raw bytes of the current file, as they are, to
-// "<path>.corrupt" (0600, replaced atomically) and returns that path. A
-// missing file is an error matching fs.ErrNotExist.
-func (f *File) Quarantine() (string, error) {
-	ctx := context.Background()
-	raw, v, err := readFile(ctx, f.path)
-	if err != nil {
-		return "", err
-	}
-	if !v.exists {
-		return "", &fs.PathError{Op: "quarantine", Path: f.path, Err: fs.ErrNotExist}
-	}
-	dst := f.path + ".corrupt"
-	if _, err := writeAtomic(ctx, dst, raw); err != nil {
-		return "", err
-	}
-	return dst, nil
+	return errors.Join(err, f.removeCopies(0))
 }
 
 // Verify checks that the cache can be stored: it runs the Protector's Probe
@@ -247,7 +229,7 @@ func readFile(ctx context.Context, path string) ([]byte, Version, error) {
 		return nil, Version{}, fmt.Errorf("read %s: not a regular file", path)
 	}
 	if fi.Size() > maxFileSize {
-		return nil, Version{}, fmt.Errorf("read %s: %w: %d bytes is too large for a token cache", path, ErrCorrupt, fi.Size())
+		return nil, Version{}, fmt.Errorf("read %s: %w: the file is %d bytes, too large for a token cache (the limit is %d MiB; MSAL caches are kilobytes to a few megabytes), so it is not read", path, ErrCorrupt, fi.Size(), maxFileSize>>20)
 	}
 	// One byte more than the size, so a file that has not grown is read in
 	// one call and io.EOF ends the loop without a reallocation.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -223,37 +224,84 @@ func TestFileReadsBOMAndSpace(t *testing.T) {
 }
 
 func TestFileQuarantine(t *testing.T) {
-	path := filepath.Join(testdir.New(t), "cache.json")
-	garbage := []byte("\x00garbage that is not a cache")
-	if err := os.WriteFile(path, garbage, 0o600); err != nil {
+	dir := testdir.New(t)
+	path := filepath.Join(dir, "cache.json")
+	f := mustNewFile(t, path, Plaintext())
+	var copies []string
+	for i := range keepCopies + 3 {
+		bad := fmt.Appendf(nil, "\x00garbage %d", i)
+		if err := os.WriteFile(path, bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		q, err := f.Quarantine()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(q, path+".corrupt-") || slices.Contains(copies, q) {
+			t.Fatalf("Quarantine = %q, want a new %s.corrupt-<time>", q, path)
+		}
+		if got, _ := os.ReadFile(q); !bytes.Equal(got, bad) {
+			t.Errorf("copy %d = %q", i, got)
+		}
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, bad) {
+			t.Error("Quarantine changed the cache file")
+		}
+		copies = append(copies, q)
+	}
+	// The newest keepCopies are kept, the older ones removed.
+	want := []string{"cache.json"}
+	for _, q := range copies[len(copies)-keepCopies:] {
+		want = append(want, filepath.Base(q))
+	}
+	if got := dirNames(t, dir); !slices.Equal(got, want) {
+		t.Errorf("directory holds %v, want %v", got, want)
+	}
+	// Remove takes the copies (and an earlier version's single copy) too.
+	if err := os.WriteFile(path+".corrupt", []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirNames(t, dir); len(got) != 0 {
+		t.Errorf("after Remove the directory holds %v", got)
+	}
+}
+
+// TestFileQuarantineOversized: a file over the size limit is moved aside,
+// not copied, and a clear error says why it is not read.
+func TestFileQuarantineOversized(t *testing.T) {
+	dir := testdir.New(t)
+	path := filepath.Join(dir, "cache.json")
+	if err := os.WriteFile(path, []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, maxFileSize+1); err != nil {
 		t.Fatal(err)
 	}
 	f := mustNewFile(t, path, Plaintext())
+	_, _, err := f.Read(context.Background())
+	wantErrIs(t, err, ErrCorrupt)
+	if !strings.Contains(err.Error(), "too large") || !strings.Contains(err.Error(), "limit") {
+		t.Errorf("Read error %q does not say the file is over the limit", err)
+	}
 	q, err := f.Quarantine()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q != path+".corrupt" {
-		t.Errorf("Quarantine = %q, want %q", q, path+".corrupt")
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the oversized file is still in place: %v", err)
 	}
-	if got, _ := os.ReadFile(q); !bytes.Equal(got, garbage) {
-		t.Errorf("quarantined copy = %q", got)
+	fi, err := os.Stat(q)
+	if err != nil || fi.Size() != maxFileSize+1 {
+		t.Fatalf("the oversized file was not moved to %s: %v", q, err)
 	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, garbage) {
-		t.Error("Quarantine changed the cache file")
+	if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %v, want 0600", q, fi.Mode().Perm())
 	}
-	// A second quarantine replaces the first copy.
-	if err := os.WriteFile(path, []byte("other"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Quarantine(); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(q); string(got) != "other" {
-		t.Errorf("quarantined copy = %q", got)
-	}
-	if got := dirNames(t, filepath.Dir(path)); !slices.Equal(got, []string{"cache.json", "cache.json.corrupt"}) {
-		t.Errorf("directory holds %v", got)
+	mustWrite(t, f, secretJSON)
+	if got, _, err := f.Read(context.Background()); err != nil || !bytes.Equal(got, secretJSON) {
+		t.Errorf("Read after the write = %q, %v", got, err)
 	}
 }
 

@@ -26,10 +26,11 @@ func TestFilePermissions(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
 	mustWrite(t, f, secretJSON)
-	if _, err := f.Quarantine(); err != nil {
+	q, err := f.Quarantine()
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{path, path + ".corrupt"} {
+	for _, p := range []string{path, q} {
 		if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s has mode %v, want 0600", p, fi.Mode().Perm())
 		}
