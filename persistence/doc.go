@@ -87,8 +87,11 @@
 // password in the login keychain. Its secret is the standard, padded base64
 // of the 32-byte key. Probe uses a separate item whose account has ".probe"
 // appended, and deletes it. The key is created on the first Seal when the
-// keyring has none (Check never creates it), then read back, so that of two
-// processes creating it at once both use the one stored. Deleting the item
+// keyring has none (Check never creates it). Creation holds a lock file in
+// the user's cache directory (os.UserCacheDir, "msalcache/key-<hash of the
+// item>.lockfile") and reads the item again first, so processes that create
+// the key of one item at the same time, for different cache files too, all
+// use one key. Deleting the item
 // makes existing cache files unreadable (ErrCorrupt: the cache starts empty
 // and the user signs in again).
 //

@@ -58,7 +58,9 @@ func (osKeyring) Delete(service, account string) error { return keyring.Delete(s
 //
 // The key is fetched from the keyring at most once per Protector (and again
 // only when a file names another key), then kept in memory. It is created on
-// the first Seal if the keyring has none; Check and Open never create it.
+// the first Seal if the keyring has none, under a lock file in the user's
+// cache directory, so that processes creating it at once agree on one key;
+// Check and Open never create it.
 // Every keyring call runs under ctx, bounded by 5 s when ctx has no deadline;
 // on Linux no call is made unless a D-Bus session bus exists, so no
 // dbus-launch is ever spawned.
@@ -73,6 +75,9 @@ type keyringProtector struct {
 	store                  secretStore
 	preflight              func() error // checks the keyring can be called at all (session bus); may be nil
 	timeout                time.Duration
+	// createLock is the lock file that serializes creating the key among
+	// processes; empty means keyLockPath's (keylock.go).
+	createLock string
 
 	// calls holds a token while a store call runs, so a call that hangs
 	// (and outlives its caller's context) is never joined by a second one.
@@ -114,8 +119,7 @@ func (p *keyringProtector) Check(ctx context.Context) error {
 }
 
 // Seal encrypts plaintext under the keyring key, creating the key first if
-// the keyring has none. Call it under the cache's cross-process lock so that
-// two processes do not create two keys.
+// the keyring has none.
 func (p *keyringProtector) Seal(ctx context.Context, plaintext []byte) ([]byte, error) {
 	k, err := p.loadKey(ctx, true)
 	if err != nil {
@@ -247,12 +251,22 @@ func (p *keyringProtector) fetch(ctx context.Context) (*envelopeKey, error) {
 	return k, nil
 }
 
-// create stores a new random key, then reads the item back and uses what is
-// stored (another process may have stored its key at the same moment).
+// create stores a new random key, unless another process created one
+// meanwhile, and returns the key the keyring holds. It holds the
+// cross-process lock of the item throughout (keylock.go), so every process
+// that creates the key of an item at the same time ends up with one key.
 func (p *keyringProtector) create(ctx context.Context) (*envelopeKey, error) {
+	unlock, err := p.lockCreation(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("creating the key: %w", err)
+	}
+	defer unlock()
+	if k, err := p.fetch(ctx); !errors.Is(err, errNoKey) {
+		return k, err // created by another process while this one waited, or an error
+	}
 	raw := make([]byte, keySize)
 	_, _ = rand.Read(raw)
-	err := p.call(ctx, func() error { return p.store.Set(p.service, p.account, base64.StdEncoding.EncodeToString(raw)) })
+	err = p.call(ctx, func() error { return p.store.Set(p.service, p.account, base64.StdEncoding.EncodeToString(raw)) })
 	clear(raw)
 	if err != nil {
 		return nil, fmt.Errorf("storing a new key: %w", err)
