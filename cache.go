@@ -147,15 +147,16 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, _ cache.Replac
 	if c.views[u] == c.current {
 		return nil
 	}
-	if err := u.Unmarshal(c.current.Raw); err != nil {
-		// Valid JSON that MSAL cannot take (an entry of the wrong shape) is
-		// as unusable as garbage: start empty rather than fail every call.
-		c.log.Warn("msalcache: MSAL cannot load the token cache file; starting with an empty cache (users sign in again). A copy is kept before it is overwritten.",
-			"path", c.file.Path(), "copy", c.file.Path()+".corrupt-<time>", "reason", err.Error())
-		c.current, c.corrupt, c.upgrade = msaljson.Empty, true, false
-		if err := u.Unmarshal(c.current.Raw); err != nil {
-			return fmt.Errorf("msalcache: MSAL rejected an empty cache: %w", err)
-		}
+	held, dropped, err := unmarshal(u, c.current)
+	if err != nil {
+		return fmt.Errorf("msalcache: loading the token cache: %w", err)
+	}
+	if held != c.current {
+		// Entries MSAL cannot take are left out (salvage.go); the file
+		// is copied aside before it is next written.
+		c.log.Warn("msalcache: MSAL cannot load some entries of the token cache file; they are left out (their users sign in again). A copy of the file is kept before it is next written.",
+			"path", c.file.Path(), "copy", c.file.Path()+".corrupt-<time>", "dropped", describeDropped(dropped))
+		c.current, c.corrupt = held, true
 	}
 	c.view(u, c.current)
 	return nil
@@ -171,7 +172,8 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 	defer cancel()
 	data, err := m.Marshal()
 	if err != nil {
-		return fmt.Errorf("msalcache: saving the token cache: MSAL could not marshal it: %w", err)
+		// Its message may quote cache content: not passed on.
+		return errors.New("msalcache: saving the token cache: MSAL could not marshal it")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -181,7 +183,7 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 	}
 	ours, err := msaljson.Parse(data, c.marshaled)
 	if err != nil {
-		return fmt.Errorf("msalcache: saving the token cache: %w", err)
+		return fmt.Errorf("msalcache: saving the token cache: MSAL's JSON: %s", jsonProblem(err))
 	}
 	c.marshaled = ours.Seen
 	if ours.Equal(base) && !c.upgrade {
@@ -271,7 +273,7 @@ func (c *Cache) load(ctx context.Context, locked bool) error {
 		}
 		snap, err = msaljson.Parse(data, memo)
 		if err != nil {
-			err = fmt.Errorf("%w: %s: %w", persistence.ErrCorrupt, c.file.Path(), err)
+			err = fmt.Errorf("%w: %s: %s", persistence.ErrCorrupt, c.file.Path(), jsonProblem(err))
 		}
 	}
 	if errors.Is(err, persistence.ErrCorrupt) && !locked {

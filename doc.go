@@ -85,7 +85,11 @@
 // that is gone, a DPAPI blob from another Windows profile) is logged as a
 // warning and treated as an empty cache; before it is first overwritten it
 // is copied to "<path>.corrupt-<time>" (the newest few copies are kept;
-// Clear removes them). A protection that cannot be used (no Secret
+// Clear removes them). A file with some entries MSAL cannot read (written by
+// a newer or faulty library) loses only those: the rest load, and the next
+// write leaves them out, after the same copy. Logs and errors never quote
+// cache content (MSAL's and the JSON decoder's messages can quote a token),
+// only what kind of problem was found where. A protection that cannot be used (no Secret
 // Service, a locked keyring) is an error wrapping persistence.ErrUnavailable,
 // and nothing is overwritten. Every call is bounded: by its context's
 // deadline, or by WithLockTimeout (default 30s).
