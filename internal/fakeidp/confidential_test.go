@@ -617,7 +617,7 @@ func rawLogin(t *testing.T, s *Server, username string) map[string]any {
 func TestOnBehalfOf(t *testing.T) {
 	s := start(t)
 	web := webApp(t, s)
-	if err := s.RegisterClient(ConfidentialClient{ID: apiClientID, Secret: apiSecret}); err != nil {
+	if err := s.RegisterClient(ConfidentialClient{ID: apiClientID, Secret: apiSecret, RedirectURIs: []string{redirectURI}}); err != nil {
 		t.Fatal(err)
 	}
 	api := newConfidential(t, s, s.Authority(), apiClientID, secretCred(t, apiSecret))
@@ -659,11 +659,17 @@ func TestOnBehalfOf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An ID token whose audience is the web API itself (it signed alice in).
+	own, err := s.AuthCodeLogin(ctx, api, apiClientID, redirectURI, "alice@contoso.example", scopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
 	expired := resignedWith(t, s, res.AccessToken, "exp", float64(time.Now().Add(-time.Minute).Unix()))
 	for name, assertion := range map[string]string{
 		"token for another API": forOther.AccessToken,
 		"application token":     appToken.AccessToken,
 		"ID token":              res.IDToken.RawToken,
+		"ID token for the API":  own.IDToken.RawToken,
 		"expired token":         expired,
 		"unsigned token":        unsignedCopy(t, res.AccessToken),
 		"garbage":               "garbage",
