@@ -8,11 +8,7 @@ package fakeidp
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -69,12 +65,6 @@ func startBrowser(t *testing.T, s *Server) *browser {
 		}
 		t.Skip("chromium is not installed (apt-get install chromium); this test drives a real browser")
 	}
-	block, _ := pem.Decode(s.certPEM)
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	profile := t.TempDir() // removed after the browser is stopped (cleanups run last first)
 
 	cmdR, cmdW, err := os.Pipe()
@@ -88,7 +78,7 @@ func startBrowser(t *testing.T, s *Server) *browser {
 	cmd := exec.Command(bin, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
 		"--no-default-browser-check", "--disable-dev-shm-usage", "--remote-debugging-pipe",
 		"--user-data-dir="+profile,
-		"--ignore-certificate-errors-spki-list="+base64.StdEncoding.EncodeToString(spki[:]),
+		"--ignore-certificate-errors-spki-list="+s.CertSPKIHash(),
 		"about:blank")
 	cmd.ExtraFiles = []*os.File{cmdR, outW} // fd 3, fd 4
 	var stderr strings.Builder
@@ -101,9 +91,23 @@ func startBrowser(t *testing.T, s *Server) *browser {
 	b := &browser{cmd: cmd, toB: cmdW, pending: map[int]chan cdpMessage{}, dead: make(chan struct{})}
 	go b.read(outR)
 	t.Cleanup(func() {
+		// Ask the browser to quit, so that it stops its helper processes and
+		// leaves the profile alone; kill it if it does not in time.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.call(ctx, "", "Browser.close", nil, nil)
+		exited := make(chan struct{})
+		go func() {
+			_ = cmd.Wait()
+			close(exited)
+		}()
+		select {
+		case <-exited:
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 		b.toB.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
 		outR.Close()
 		if t.Failed() {
 			var lines []string

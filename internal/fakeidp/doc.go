@@ -58,6 +58,8 @@
 // Users who sign in on the authorize page are created with [Server.AddUser]
 // in a tenant; the [User] it returns carries the object ID and the home
 // account ID that MSAL will report (the partition key of the user's tokens).
+// Usernames are found without regard to case; the added spelling is the one
+// in tokens.
 // The device code and password grants accept any username.
 //
 // # Grants
@@ -75,6 +77,9 @@
 // PKCE, so the application adds them to the URL; MSAL Go's IDToken has no
 // nonce field: read it from IDToken.RawToken.
 //
+// Headless Chromium trusts the server's certificate with
+// --ignore-certificate-errors-spki-list=<[Server.CertSPKIHash]>; the page's
+// elements have the ids username, submit and, on a refusal, error.
 // Tests get a code without a browser with [Server.SignIn] (the form post,
 // in-process: it returns the redirect URL) or do the whole flow with
 // [Server.AuthCodeLogin]. A load test over HTTP posts the authorization
