@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +43,10 @@ const (
 	envCount  = "INTEROP_COUNT"
 	envMarker = "INTEROP_MARKER" // also passed to Node as PEER_MARKER
 	envStart  = "INTEROP_START"  // wait for this file before writing; PEER_START for Node
+	envStop   = "INTEROP_STOP"   // stop early, before the count, once this file exists
+	envGoOn   = "INTEROP_GO_ON"  // "1": record a failed write in the report and go on
+	envHold   = "INTEROP_HOLD"   // "hold-for": how long to hold the lock each time
+	envPause  = "INTEROP_PAUSE"  // wait 0 to this many ms between writes (else 1 to 5 ms)
 )
 
 func TestMain(m *testing.M) {
@@ -138,6 +143,50 @@ func nodeCmd(peer string, env []string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// pyPeer runs peer.py with a Python that has MSAL Python and its extensions.
+type pyPeer struct {
+	python string // the interpreter
+	peer   string // peer.py
+}
+
+// cmd is `python3 peer.py args...` with env added to this environment.
+func (p pyPeer) cmd(env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(p.python, append([]string{p.peer}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
+
+// dump is the cache as MSAL Python's PersistedTokenCache loads it.
+func (p pyPeer) dump(t testing.TB, path string) dump {
+	t.Helper()
+	pr := startProc(t, "python dump", p.cmd(nil, "dump", path))
+	if err := pr.wait(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var d dump
+	if err := json.Unmarshal(pr.stdout.Bytes(), &d); err != nil {
+		t.Fatalf("python dump: %q: %v", pr.stdout.String(), err)
+	}
+	return d
+}
+
+// write runs one Python writer alone and returns its report.
+func (p pyPeer) write(t testing.TB, path, id string, count int) report {
+	t.Helper()
+	pr := startProc(t, "python write "+id, p.cmd(nil, "write", path, id, strconv.Itoa(count)))
+	if err := pr.wait(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := parseReport(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) > 0 {
+		t.Fatalf("python write %s failed: %s", id, rep.Errors[0])
+	}
+	return rep
+}
+
 // goCmd is this test binary in a writer role.
 func goCmd(role string, env ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -190,16 +239,26 @@ func kill(t testing.TB, cmd *exec.Cmd) {
 	cmd.Wait()
 }
 
-// report is what a writer prints when it is done: peer.mjs's JSON, and the
-// same fields for the Go writers.
+// report is what a writer prints when it is done: peer.mjs's and peer.py's
+// JSON, and the same fields for the Go writers.
 type report struct {
 	Pid              int      `json:"pid"`
 	Writes           int      `json:"writes"`
 	Overlaps         int      `json:"overlaps"`
 	InvalidUnderLock int      `json:"invalidUnderLock"`
-	ReloadsSkipped   int      `json:"reloadsSkipped"`
+	ReloadsSkipped   int      `json:"reloadsSkipped"` // Node
 	Destroyed        []string `json:"destroyed"`
 	Ms               int64    `json:"ms"` // from the start gate to the last write
+
+	Errors []string `json:"errors"` // failed writes (Go writers with envGoOn, Python)
+	MaxMs  int64    `json:"maxMs"`  // the longest write (Go writers)
+
+	// Python only.
+	Written       []int `json:"written"`       // the writes whose access token was saved
+	GaveUp        int   `json:"gaveUp"`        // lock entries after its 5 s exclusive create timed out
+	LockWaitMaxMs int64 `json:"lockWaitMaxMs"` // the longest wait to enter the lock
+	ReloadsMissed int   `json:"reloadsMissed"` // modifies that did not reload a changed file
+	Saves         int   `json:"saves"`
 }
 
 func parseReport(p *proc) (report, error) {
@@ -377,6 +436,8 @@ func runRole(role string) error {
 		return cacheWriter(ctx, path, id, count)
 	case "lock-writer":
 		return lockWriter(ctx, path, id, count)
+	case "hold-for": // a msalcache process that holds the lock for a while, count times
+		return holdFor(ctx, path, count)
 	}
 	return fmt.Errorf("unknown role %q", role)
 }
@@ -416,9 +477,14 @@ func cacheWriter(ctx context.Context, path, id string, count int) error {
 	r.Pid = os.Getpid()
 	start := time.Now()
 	t := &jsonTarget{}
-	for i := range count {
-		if err := goWrite(ctx, c, t, id, i); err != nil {
-			return fmt.Errorf("write %d: %w", i, err)
+	for i := 0; i < count && !stopped(); i++ {
+		ws := time.Now()
+		err := goWrite(ctx, c, t, id, i)
+		r.MaxMs = max(r.MaxMs, time.Since(ws).Milliseconds())
+		if err != nil {
+			if err := failed(&r, i, err); err != nil {
+				return err
+			}
 		}
 		r.Writes++
 		pause(i)
@@ -427,33 +493,107 @@ func cacheWriter(ctx context.Context, path, id string, count int) error {
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
+// stopped reports whether the stop file exists.
+func stopped() bool {
+	stop := os.Getenv(envStop)
+	if stop == "" {
+		return false
+	}
+	_, err := os.Stat(stop)
+	return err == nil
+}
+
+// failed records a failed write i when the writer goes on after failures,
+// and otherwise returns the error that ends the writer. A writer that goes
+// on still counts the write: MSAL keeps the entry in memory and the next
+// successful Export saves it.
+func failed(r *report, i int, err error) error {
+	if os.Getenv(envGoOn) != "1" {
+		return fmt.Errorf("write %d: %w", i, err)
+	}
+	r.Errors = append(r.Errors, fmt.Sprintf("write %d: %v", i, err))
+	return nil
+}
+
+// holdFor takes the lock count times and holds it each time for the
+// duration in envHold, marking its time inside like the writers, with a
+// short break in between: an app on a sister library that holds the lock
+// across a slow network call.
+func holdFor(ctx context.Context, path string, count int) error {
+	d, err := time.ParseDuration(os.Getenv(envHold))
+	if err != nil {
+		return err
+	}
+	if err := waitStart(ctx); err != nil {
+		return err
+	}
+	var r report
+	r.Pid = os.Getpid()
+	l := lock.New(path + ".lockfile")
+	for i := range count {
+		unlock, err := l.Lock(ctx)
+		if err != nil {
+			return err
+		}
+		unmark, err := mark(&r)
+		if err != nil {
+			unlock()
+			return err
+		}
+		time.Sleep(d)
+		unmark()
+		if err := unlock(); err != nil {
+			if err := failed(&r, i, err); err != nil {
+				return err
+			}
+		}
+		r.Writes++
+		time.Sleep(d / 4)
+	}
+	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// mark creates the marker file inside the lock; if it exists, another
+// process is inside too, and that is counted. The returned func removes the
+// marker if this process created it.
+func mark(r *report) (unmark func(), err error) {
+	marker := os.Getenv(envMarker)
+	if marker == "" {
+		return func() {}, nil
+	}
+	f, err := os.OpenFile(marker, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		f.Close()
+		return func() { os.Remove(marker) }, nil
+	case errors.Is(err, fs.ErrExist):
+		r.Overlaps++
+		return func() {}, nil
+	}
+	return nil, err
+}
+
 // lockWriter adds count entries with msalcache's lock package and its own
 // read-modify-write, marking its critical section with the marker file.
 func lockWriter(ctx context.Context, path, id string, count int) error {
 	l := lock.New(path + ".lockfile")
-	marker := os.Getenv(envMarker)
 	if err := waitStart(ctx); err != nil {
 		return err
 	}
 	var r report
 	r.Pid = os.Getpid()
 	start := time.Now()
-	for i := range count {
+	for i := 0; i < count && !stopped(); i++ {
 		unlock, err := l.Lock(ctx)
 		if err != nil {
 			return err
 		}
 		err = func() error {
-			f, err := os.OpenFile(marker, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-			switch {
-			case err == nil:
-				f.Close()
-				defer os.Remove(marker)
-			case errors.Is(err, fs.ErrExist):
-				r.Overlaps++
-			default:
+			unmark, err := mark(&r)
+			if err != nil {
 				return err
 			}
+			defer unmark()
 			data, err := os.ReadFile(path)
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
@@ -470,7 +610,9 @@ func lockWriter(ctx context.Context, path, id string, count int) error {
 			err = uerr
 		}
 		if err != nil {
-			return fmt.Errorf("write %d: %w", i, err)
+			if err := failed(&r, i, err); err != nil {
+				return err
+			}
 		}
 		r.Writes++
 		pause(i)
@@ -480,8 +622,13 @@ func lockWriter(ctx context.Context, path, id string, count int) error {
 }
 
 // pause lets the other writers in now and then, as an app between token
-// requests would: a Node process polls for the lock every few milliseconds.
+// requests would: a Node process polls for the lock every few milliseconds,
+// a Python process every 250 ms (envPause makes room for it).
 func pause(i int) {
+	if ms, err := strconv.Atoi(os.Getenv(envPause)); err == nil && ms > 0 {
+		time.Sleep(rand.N(time.Duration(ms) * time.Millisecond))
+		return
+	}
 	time.Sleep(time.Duration(1+i%5) * time.Millisecond)
 }
 
