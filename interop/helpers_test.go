@@ -258,6 +258,7 @@ type report struct {
 	GaveUp        int   `json:"gaveUp"`        // lock entries after its 5 s exclusive create timed out
 	LockWaitMaxMs int64 `json:"lockWaitMaxMs"` // the longest wait to enter the lock
 	ReloadsMissed int   `json:"reloadsMissed"` // modifies that did not reload a changed file
+	MissedByUs    int64 `json:"missedByUs"`    // how far the latest such change's mtime lay before its last save
 	Saves         int   `json:"saves"`
 }
 

@@ -397,8 +397,8 @@ func (r *result) summary() string {
 		case "node":
 			s += fmt.Sprintf(" (its saves removed %d entries of others; %d write accesses skipped the reload)", len(rep.Destroyed), rep.ReloadsSkipped)
 		case "python":
-			s += fmt.Sprintf(" (%d saves, which removed %d access tokens of others; %d reloads missed a change; gave up waiting for the lock %d times, longest wait %.1fs; %d failed writes; %d saves over a file that was not MSAL JSON)",
-				rep.Saves, countPrefix(rep.Destroyed, "AccessToken/"), rep.ReloadsMissed, rep.GaveUp, float64(rep.LockWaitMaxMs)/1000, len(rep.Errors), rep.InvalidUnderLock)
+			s += fmt.Sprintf(" (%d saves, which removed %d access tokens of others; %d reloads missed a change (mtime up to %dµs before its last save); gave up waiting for the lock %d times, longest wait %.1fs; %d failed writes; %d saves over a file that was not MSAL JSON)",
+				rep.Saves, countPrefix(rep.Destroyed, "AccessToken/"), rep.ReloadsMissed, rep.MissedByUs, rep.GaveUp, float64(rep.LockWaitMaxMs)/1000, len(rep.Errors), rep.InvalidUnderLock)
 		default:
 			s += fmt.Sprintf(" (longest write %.1fs)", float64(rep.MaxMs)/1000)
 			if len(rep.Errors) > 0 {

@@ -59,6 +59,7 @@ report = {
     "invalidUnderLock": 0,  # saves that found the file not MSAL JSON
     "saves": 0,
     "reloadsMissed": 0,  # modifies that did not reload a file others had changed
+    "missedByUs": 0,  # the most a missed change's mtime lay before this process's last save, in µs
     "destroyed": [],  # "Section/key" removed from the file by this process's saves
 }
 
@@ -167,13 +168,17 @@ def open_cache(path):
 
     def reload_if_necessary():
         # Called under the lock by modify: when it does not reload, the
-        # file should hold what this process last saved.
+        # file should hold what this process last saved. The file is looked
+        # at first, so what the check saw is what is compared.
+        text = read_text(path)
+        mtime = os.path.getmtime(path) if text is not None else 0
         del loaded[:]
         real_reload()
-        if not loaded:
-            text = read_text(path)
-            if text is not None and text != last_saved[0]:
-                report["reloadsMissed"] += 1
+        if not loaded and text is not None and text != last_saved[0]:
+            report["reloadsMissed"] += 1
+            # how far the other process's mtime lies before this process's
+            # clock reading after its own last save
+            report["missedByUs"] = max(report["missedByUs"], int((cache._last_sync - mtime) * 1e6))
 
     cache.deserialize = deserialize
     cache._reload_if_necessary = reload_if_necessary

@@ -354,18 +354,23 @@ func TestRealMSALPythonBothWays(t *testing.T) {
 // released it, an unlinked file), writes the cache in place with nobody
 // excluded, and on leaving deletes the lock file by name, which may be
 // another process's. Here a msalcache process holds the lock 7 s, twice,
-// while two Python writers, a msalcache Cache writer and a lock writer run.
-// What happens is reported (overlaps, the lock files Python deleted under
-// msalcache, what each writer lost); what msalcache promises is checked:
+// while two Python writers and a msalcache Cache writer run. What happens
+// is reported (Python's give-ups and missed reloads, the lock files it
+// deleted under msalcache, what each writer lost); what msalcache promises
+// is checked:
 //
 //   - the scenario happened: Python gave up waiting at least once;
 //   - msalcache lost nothing that a Python save did not itself overwrite
 //     (peer.py records what each save removes from the file it truncates);
-//   - the Cache writer's Exports did not fail, except for the error
-//     msalcache reports when its lock file was deleted under it after the
+//   - the Cache writer's Exports did not fail, except with the error
+//     msalcache returns when its lock file was deleted under it after the
 //     write (issue 10 item 10 turns that into a log line; the write is in
 //     the file either way, which the loss check proves);
 //   - at the end every library loads the same, valid file.
+//
+// One msalcache writer only: with two, a lock file Python deletes under one
+// lets the other in at the same time, which msalcache's lock does not prevent
+// (see README).
 func TestPythonLockTimeoutStress(t *testing.T) {
 	p := peers{python: requirePython(t)}
 	rn := run{
