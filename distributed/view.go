@@ -46,7 +46,8 @@ type part struct {
 	version Version // the store's version of snap, when synced
 	gen     uint64
 	snap    *msaljson.Snapshot // what MSAL holds for the partition
-	synced  bool               // snap is the store's value at version, and no notice said otherwise since
+	exact   bool               // snap is the store's value at version
+	synced  bool               // exact, and no notice said otherwise since
 	used    time.Time
 	touched time.Time // the store's expiry of it was last renewed
 }
@@ -73,12 +74,30 @@ func (v *view) current(key string, now time.Time, touchEvery time.Duration) (tou
 	return touch, true
 }
 
+// holds reports whether MSAL holds key exactly as the store's version ver,
+// and whether its expiry is due to be renewed. fresh is as for set.
+func (v *view) holds(key string, ver Version, fresh func() bool, now time.Time, touchEvery time.Duration) (touch, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	p := v.parts[key]
+	if p == nil || !p.exact || p.version != ver || !(v.intact || v.refuses) {
+		return false, false
+	}
+	p.synced = fresh()
+	p.used, v.lastUsed = now, now
+	if touchEvery > 0 && now.Sub(p.touched) >= touchEvery {
+		p.touched = now
+		touch = true
+	}
+	return touch, true
+}
+
 // set makes MSAL's memory hold rec (the store's version ver) for key, with
 // the other partitions of the working set, replacing MSAL's memory only if
 // that changes it. fresh reports, under the view's lock, whether no notice
 // came for the key since rec was read. It returns whether the expiry is due
 // to be renewed and whether MSAL's memory was replaced.
-func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, fresh func() bool, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
+func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, pending bool, fresh func() bool, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	content := rec.snap
@@ -86,7 +105,8 @@ func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec recor
 		content = msaljson.Empty
 	}
 	old := v.parts[key]
-	p := &part{skey: skey, version: ver, gen: rec.gen, snap: content, synced: fresh(), used: now}
+	exact := !pending
+	p := &part{skey: skey, version: ver, gen: rec.gen, snap: content, exact: exact, synced: exact && fresh(), used: now}
 	changed := !v.intact
 	if old != nil {
 		p.touched = old.touched
@@ -192,7 +212,7 @@ func (v *view) changes(data []byte, key string, now time.Time) ([]*pendingWrite,
 // merged, at version ver and generation gen. The next Replace reads it back
 // once (a notice could be racing), and replaces MSAL's memory only if the
 // merge brought in other writers' entries.
-func (v *view) written(key string, ours *msaljson.Snapshot, ver Version, gen uint64, now time.Time) {
+func (v *view) written(key string, ours, merged *msaljson.Snapshot, ver Version, gen uint64, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
@@ -200,6 +220,7 @@ func (v *view) written(key string, ours *msaljson.Snapshot, ver Version, gen uin
 		return // replaced since
 	}
 	p.version, p.gen, p.synced, p.touched = ver, gen, false, now
+	p.exact = merged == ours || merged.Equal(ours)
 }
 
 // invalidate marks the partition at store key skey ("" every partition) as
