@@ -26,7 +26,7 @@ var ErrUnavailable = errors.New("distributed: the store is unavailable")
 
 // Working set defaults (see view).
 const (
-	defaultViewMax   = 128
+	defaultViewMax   = 1024
 	defaultViewGrace = 2 * time.Second
 )
 
