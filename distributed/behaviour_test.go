@@ -29,3 +29,7 @@ func memoryStores() dcachetest.NewStore {
 func TestSharedClient(t *testing.T) { dcachetest.SharedClient(t, memoryStores()) }
 func TestDaemon(t *testing.T)       { dcachetest.Daemon(t, memoryStores()) }
 func TestIsolation(t *testing.T)    { dcachetest.Isolation(t, memoryStores()) }
+func TestLostUpdates(t *testing.T)  { dcachetest.LostUpdates(t, memoryStores()) }
+func TestHotPath(t *testing.T)      { dcachetest.HotPath(t, memoryStores()) }
+func TestSignOut(t *testing.T)      { dcachetest.SignOut(t, memoryStores()) }
+func TestOnBehalfOf(t *testing.T)   { dcachetest.OnBehalfOf(t, memoryStores()) }

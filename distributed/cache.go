@@ -98,6 +98,7 @@ type pendingWrite struct {
 	baseGen   uint64
 	ours      *msaljson.Snapshot
 	remove    bool
+	suspect   bool // written into a partition just removed: maybe by a refresh begun before (see inFlight)
 }
 
 // New returns a Cache on store. It does not close the store: the caller who
@@ -398,6 +399,12 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, h cache.ExportHin
 // write stores a change made by MSAL (or kept during an outage), merged
 // with what the store holds.
 func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) {
+	if w.suspect {
+		c.st.dropped.Add(1)
+		c.log.Info("distributed: a write was dropped: its partition was removed while MSAL may have been refreshing it", "key", w.skey)
+		v.stale(w.key)
+		return
+	}
 	if c.isDown() {
 		c.keep(w)
 		return

@@ -50,7 +50,16 @@ type part struct {
 	synced  bool               // exact, and no notice said otherwise since
 	used    time.Time
 	touched time.Time // the store's expiry of it was last renewed
+	removed bool      // the store holds a tombstone
+	aliveAt time.Time // MSAL last read it before it was removed
 }
+
+// inFlight bounds how long an MSAL call that read a partition may take to
+// write what it got: MSAL Go gives each HTTP request 30 s when the caller's
+// ctx has no deadline. A write into a partition removed within that time
+// after MSAL last read it alive may come from a token refresh that began
+// before the sign-out, so it is dropped.
+const inFlight = 30*time.Second + 5*time.Second
 
 func newView(max int, grace time.Duration) *view {
 	return &view{parts: map[string]*part{}, bySkey: map[string]string{}, max: max, grace: grace}
@@ -67,6 +76,9 @@ func (v *view) current(key string, now time.Time, touchEvery time.Duration) (tou
 		return false, false
 	}
 	p.used, v.lastUsed = now, now
+	if !p.removed {
+		p.aliveAt = now
+	}
 	if touchEvery > 0 && now.Sub(p.touched) >= touchEvery {
 		p.touched = now
 		touch = true
@@ -85,6 +97,9 @@ func (v *view) holds(key string, ver Version, fresh func() bool, now time.Time, 
 	}
 	p.synced = fresh()
 	p.used, v.lastUsed = now, now
+	if !p.removed {
+		p.aliveAt = now
+	}
 	if touchEvery > 0 && now.Sub(p.touched) >= touchEvery {
 		p.touched = now
 		touch = true
@@ -107,8 +122,15 @@ func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec recor
 	old := v.parts[key]
 	exact := !pending
 	p := &part{skey: skey, version: ver, gen: rec.gen, snap: content, exact: exact, synced: exact && fresh(), used: now}
+	p.removed = rec.removed
+	if !p.removed {
+		p.aliveAt = now
+	}
 	changed := !v.intact
 	if old != nil {
+		if p.removed {
+			p.aliveAt = old.aliveAt
+		}
 		p.touched = old.touched
 		changed = changed || (old.snap != content && !old.snap.Equal(content))
 	} else {
@@ -198,11 +220,16 @@ func (v *view) changes(data []byte, key string, now time.Time) ([]*pendingWrite,
 		if ours.Equal(base) {
 			continue
 		}
-		jobs = append(jobs, &pendingWrite{key: k, base: base, baseGen: gen, ours: ours})
-		np := &part{snap: ours, gen: gen, used: now}
+		w := &pendingWrite{key: k, base: base, baseGen: gen, ours: ours}
+		np := &part{snap: ours, gen: gen, used: now, aliveAt: now}
 		if p != nil {
 			np.skey, np.version, np.touched = p.skey, p.version, p.touched
+			if p.removed && now.Sub(p.aliveAt) < inFlight {
+				w.suspect = true
+				np.removed, np.aliveAt = true, p.aliveAt
+			}
 		}
+		jobs = append(jobs, w)
 		v.parts[k] = np
 	}
 	return jobs, nil

@@ -5,10 +5,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 
 	"github.com/msalcache/msalcache/distributed"
+	"github.com/msalcache/msalcache/internal/fakeidp"
 )
 
 // Run runs every behaviour test over stores from newStore.
@@ -126,4 +128,189 @@ func Isolation(t *testing.T, newStore NewStore) {
 			}
 		}
 	}
+}
+
+// LostUpdates: processes (Caches with their own clients on one store) get
+// tokens for one user at once, each for its own scopes, so they write one
+// partition concurrently; afterwards a new process finds every token.
+func LostUpdates(t *testing.T, newStore NewStore) {
+	const processes, goroutines, scopes = 3, 3, 4
+	idp := IDP(t)
+	ctx := Ctx(t)
+	first := WebApp(t, idp, NewCache(t, newStore(t)))
+	a := SignIn(t, ctx, idp, first, User(0), UserScope)
+	scope := func(p, g, n int) []string { return []string{fmt.Sprintf("api://res-%d-%d-%d/read", p, g, n)} }
+	var wg sync.WaitGroup
+	for p := range processes {
+		app := WebApp(t, idp, NewCache(t, newStore(t)))
+		for g := range goroutines {
+			wg.Go(func() {
+				for n := range scopes {
+					if _, err := app.AcquireTokenSilent(ctx, scope(p, g, n), confidential.WithSilentAccount(a)); err != nil {
+						t.Errorf("process %d: %v", p, err)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	fresh := WebApp(t, idp, NewCache(t, newStore(t)))
+	before := idp.Requests()
+	for p := range processes {
+		for g := range goroutines {
+			for n := range scopes {
+				if _, err := fresh.AcquireTokenSilent(ctx, scope(p, g, n), confidential.WithSilentAccount(a)); err != nil {
+					t.Errorf("scope %v: %v", scope(p, g, n), err)
+				}
+			}
+		}
+	}
+	if d := idp.Requests().Sub(before); d.Token != 0 {
+		t.Errorf("%d of %d tokens were lost (the new process had to ask for them again)", d.Token, processes*goroutines*scopes)
+	}
+}
+
+// HotPath: silent hits of a partition MSAL holds cost no store call and no
+// Unmarshal; a token another process adds is seen at once (the store's
+// notice), then served from memory again.
+func HotPath(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	c := NewCache(t, newStore(t))
+	app := WebApp(t, idp, c)
+	a := SignIn(t, ctx, idp, app, User(0), UserScope)
+	if err := Silent(ctx, app, a); err != nil {
+		t.Fatal(err)
+	}
+	before := c.Stats()
+	for range 2000 {
+		if err := Silent(ctx, app, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := c.Stats()
+	if after.StoreReads != before.StoreReads || after.Unmarshals != before.Unmarshals {
+		t.Errorf("2000 silent hits: %d store reads, %d unmarshals; want 0 and 0",
+			after.StoreReads-before.StoreReads, after.Unmarshals-before.Unmarshals)
+	}
+	other := WebApp(t, idp, NewCache(t, newStore(t)))
+	newScope := []string{"api://added-elsewhere/read"}
+	if _, err := other.AcquireTokenSilent(ctx, newScope, confidential.WithSilentAccount(a)); err != nil {
+		t.Fatal(err)
+	}
+	reqs := idp.Requests()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// The notice may travel (Redis); it arrives within the bound.
+		_, err := app.AcquireTokenSilent(ctx, newScope, confidential.WithSilentAccount(a))
+		if err == nil && idp.Requests().Sub(reqs).Token == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the token added by another process was not seen: %v", err)
+		}
+		reqs = idp.Requests()
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// SignOut: RemovePartition on one replica signs the user out on every
+// replica, and a replica that keeps getting tokens for the user while it
+// happens does not bring the partition back. MSAL's RemoveAccount (which
+// names no partition) also reaches the user's partition.
+func SignOut(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	ca, cb := NewCache(t, newStore(t)), NewCache(t, newStore(t))
+	appA, appB := WebApp(t, idp, ca), WebApp(t, idp, cb)
+	alice := SignIn(t, ctx, idp, appA, User(0), UserScope)
+	if err := Silent(ctx, appB, alice); err != nil {
+		t.Fatalf("replica B does not share alice's tokens: %v", err)
+	}
+	// A keeps asking for new tokens (writes) while B signs alice out.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			appA.AcquireTokenSilent(ctx, []string{fmt.Sprintf("api://busy-%d/read", n)}, confidential.WithSilentAccount(alice))
+		}
+	})
+	time.Sleep(50 * time.Millisecond)
+	if err := cb.RemovePartition(ctx, alice.HomeAccountID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	for name, app := range map[string]confidential.Client{"A": appA, "B": appB} {
+		if err := Silent(ctx, app, alice); err == nil {
+			t.Errorf("replica %s still serves alice after sign-out", name)
+		}
+	}
+	reader := NewCache(t, newStore(t))
+	if s := Partition(t, ctx, reader, alice.HomeAccountID); len(s.Sections["RefreshToken"])+len(s.Sections["AccessToken"]) > 0 {
+		t.Errorf("the removed partition came back: %d refresh and %d access tokens",
+			len(s.Sections["RefreshToken"]), len(s.Sections["AccessToken"]))
+	}
+
+	// MSAL's RemoveAccount on A reaches bob's partition.
+	bob := SignIn(t, ctx, idp, appA, User(1), UserScope)
+	if err := Silent(ctx, appB, bob); err != nil {
+		t.Fatal(err)
+	}
+	acct, err := appA.Account(ctx, bob.HomeAccountID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := appA.RemoveAccount(ctx, acct); err != nil {
+		t.Fatal(err)
+	}
+	if s := Partition(t, ctx, reader, bob.HomeAccountID); len(s.Sections["RefreshToken"]) > 0 {
+		t.Error("RemoveAccount did not reach bob's partition")
+	}
+	if err := Silent(ctx, appB, bob); err == nil {
+		t.Error("replica B still serves bob after RemoveAccount on A")
+	}
+}
+
+// OnBehalfOf: a web API that calls a downstream API on behalf of users
+// works with the Cache as without it: the second call with the same
+// assertion is served from MSAL's on-behalf-of memory.
+func OnBehalfOf(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	web := WebApp(t, idp, NewCache(t, newStore(t)))
+	res, err := idp.AuthCodeLogin(ctx, web, WebClientID, RedirectURI, addUser(t, idp, User(0)), APIScope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, withCache := range []bool{false, true} {
+		api := Client(t, idp, APIClientID, APISecret, "", nil)
+		if withCache {
+			api = Client(t, idp, APIClientID, APISecret, "", NewCache(t, newStore(t)))
+		}
+		before := idp.Requests()
+		for i := range 3 {
+			if _, err := api.AcquireTokenOnBehalfOf(ctx, res.AccessToken, UserScope); err != nil {
+				t.Fatalf("with cache %v: call %d: %v", withCache, i, err)
+			}
+		}
+		if d := idp.Requests().Sub(before); d.OnBehalfOfGrant != 1 {
+			t.Errorf("with cache %v: %d on-behalf-of requests for 3 calls, want 1", withCache, d.OnBehalfOfGrant)
+		}
+	}
+}
+
+// addUser adds username to the identity provider's default tenant.
+func addUser(t testing.TB, idp *fakeidp.Server, username string) string {
+	t.Helper()
+	if _, err := idp.AddUser(idp.Tenant(), username); err != nil {
+		t.Fatal(err)
+	}
+	return username
 }
