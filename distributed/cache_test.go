@@ -557,3 +557,40 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// The working set drops the least recently used partition when it is full,
+// but never one used within the grace period: a concurrent reader may still
+// be reading it.
+func TestWorkingSetEviction(t *testing.T) {
+	var clock struct {
+		sync.Mutex
+		now time.Time
+	}
+	clock.now = time.Now()
+	now := func() time.Time { clock.Lock(); defer clock.Unlock(); return clock.now }
+	advance := func(d time.Duration) { clock.Lock(); clock.now = clock.now.Add(d); clock.Unlock() }
+	s := NewMemoryStore()
+	writer := newCache(t, s)
+	for i := range 4 {
+		write(t, writer, &manager{}, fmt.Sprintf("uid%d.tid", i), fmt.Sprint(i))
+	}
+	c := newCache(t, s, withView(2, time.Second), withClock(now))
+	m := &manager{}
+	replace := func(i int) {
+		c.Replace(context.Background(), m, cache.ReplaceHints{PartitionKey: fmt.Sprintf("uid%d.tid", i)})
+	}
+	replace(0)
+	replace(1)
+	replace(2) // over the size, but every partition is in use
+	for i := range 3 {
+		if !m.has(fmt.Sprintf("uid%d.tid", i), fmt.Sprint(i)) {
+			t.Errorf("partition %d was dropped within the grace period", i)
+		}
+	}
+	advance(2 * time.Second)
+	replace(2)
+	replace(3) // now the two least recently used go
+	if m.has("uid0.tid", "0") || m.has("uid1.tid", "1") || !m.has("uid2.tid", "2") || !m.has("uid3.tid", "3") {
+		t.Errorf("after eviction MSAL holds %s", m.data)
+	}
+}
