@@ -508,12 +508,15 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.set(true, false)
-	write(t, c, &manager{}, "uid1.tid", "a") // kept: the store is down
+	m := &manager{}
+	write(t, c, m, "uid1.tid", "a") // kept: the store is down
 	if err := c.Close(); err == nil {
 		t.Error("Close with a write that could not be stored returned nil")
 	}
-	if err := c.Replace(context.Background(), &manager{}, cache.ReplaceHints{PartitionKey: "x"}); !errors.Is(err, ErrClosed) {
-		t.Errorf("Replace after Close: %v", err)
+	for _, m := range []*manager{m, {}} { // a client it served, a new one
+		if err := c.Replace(context.Background(), m, cache.ReplaceHints{PartitionKey: "x"}); !errors.Is(err, ErrClosed) {
+			t.Errorf("Replace after Close: %v", err)
+		}
 	}
 	if err := c.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
