@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -247,6 +248,7 @@ func SignOut(t *testing.T, newStore NewStore) {
 	// A keeps asking for new tokens (writes) while B signs alice out.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var calls atomic.Int64
 	wg.Go(func() {
 		for n := 0; ; n++ {
 			select {
@@ -255,13 +257,20 @@ func SignOut(t *testing.T, newStore NewStore) {
 			default:
 			}
 			appA.AcquireTokenSilent(ctx, []string{fmt.Sprintf("api://busy-%d/read", n)}, confidential.WithSilentAccount(alice))
+			calls.Add(1)
 		}
 	})
-	time.Sleep(50 * time.Millisecond)
+	waitCalls := func(n int64) {
+		deadline := time.Now().Add(time.Minute)
+		for calls.Load() < n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitCalls(3)
 	if err := cb.RemovePartition(ctx, alice.HomeAccountID); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitCalls(calls.Load() + 3)
 	close(stop)
 	wg.Wait()
 	for name, app := range map[string]confidential.Client{"A": appA, "B": appB} {
