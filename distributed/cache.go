@@ -707,9 +707,10 @@ func (c *Cache) flush(ctx context.Context) bool {
 			delete(c.pending, w.key)
 		}
 		c.mu.Unlock()
-		// Every client re-reads the partition at its next Replace.
+		// Every client re-reads the partition at its next Replace; what
+		// they write meanwhile is based on the generation just written.
 		c.views.Range(func(_, v any) bool {
-			v.(*view).stale(w.key)
+			v.(*view).writtenBack(w.key, r)
 			return true
 		})
 	}

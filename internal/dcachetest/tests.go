@@ -439,11 +439,33 @@ func Outage(t *testing.T, newStore NewStore) {
 	if err := Silent(ctx, other, newcomer); err != nil || idp.Requests().Sub(before).Token != 0 {
 		t.Errorf("another process after the recovery: %v, %d token requests; want the written-back token", err, idp.Requests().Sub(before).Token)
 	}
-	if n := logs.count(slog.LevelWarn, "unavailable"); n != 3 {
-		t.Errorf("%d outage warnings for 3 outages", n)
+	// A token this process gets during an outage does not undo a sign-out
+	// made elsewhere meanwhile: the write-back is dropped.
+	f.Set(true, false)
+	if _, err := app.AcquireTokenSilent(ctx, []string{"api://during-outage/read"}, confidential.WithSilentAccount(newcomer)); err != nil {
+		t.Fatal(err)
 	}
-	if n := logs.count(slog.LevelInfo, "available again"); n != 3 {
-		t.Errorf("%d recovery records for 3 outages", n)
+	if n := c.Stats().Pending; n != 1 {
+		t.Fatalf("%d writes kept during the outage, want 1", n)
+	}
+	remover := NewCache(t, newStore(t))
+	if err := remover.RemovePartition(ctx, newcomer.HomeAccountID); err != nil {
+		t.Fatal(err)
+	}
+	f.Set(false, false)
+	waitPending(t, c, 0)
+	if s := Partition(t, ctx, NewCache(t, newStore(t)), newcomer.HomeAccountID); len(s.Sections) > 0 {
+		t.Errorf("the write-back after the outage brought a removed partition back: %v", homesOf(s))
+	}
+	if err := Silent(ctx, app, newcomer); err == nil {
+		t.Error("the process that was cut off still serves a user signed out during the outage")
+	}
+
+	if n := logs.count(slog.LevelWarn, "unavailable"); n != 4 {
+		t.Errorf("%d outage warnings for 4 outages", n)
+	}
+	if n := logs.count(slog.LevelInfo, "available again"); n != 4 {
+		t.Errorf("%d recovery records for 4 outages", n)
 	}
 }
 
