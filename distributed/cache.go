@@ -348,7 +348,9 @@ func (c *Cache) touch(ctx context.Context, key, skey string, v *view) {
 	if err := c.store.Touch(cctx, skey, c.cfg.ttl); err != nil {
 		c.failed(ctx, err)
 		v.untouched(key)
+		return
 	}
+	c.recovered()
 }
 
 // ttl is the expiry of a partition written with content s: the sliding TTL,
@@ -473,6 +475,7 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 			c.failed(ctx, err)
 			return writeResult{outcome: failed}
 		}
+		c.recovered()
 		theirs := record{snap: msaljson.Empty}
 		if value != nil {
 			if theirs, err = decodeRecord(value, w.skey, c.keys, memo); err != nil {
@@ -715,8 +718,12 @@ func (c *Cache) flush(ctx context.Context) bool {
 		})
 	}
 	c.mu.Lock()
-	left := len(c.pending)
+	left, down := len(c.pending), c.down
 	c.mu.Unlock()
+	if left == 0 && down {
+		_, _, ok := c.loadValue(ctx, c.cfg.prefix+"probe")
+		return ok
+	}
 	return left == 0
 }
 
