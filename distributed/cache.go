@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -272,7 +273,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	if c.coherent && !rec.removed {
 		c.l1.put(skey, ver, rec, stamp)
 	}
-	if c.present(v, u, key, skey, ver, rec, stamp, now) {
+	if c.present(v, u, key, skey, ver, rec, stamp, now) && ver != 0 {
 		c.touch(ctx, key, skey, v)
 	}
 	return nil
@@ -296,8 +297,7 @@ func (c *Cache) unmarshaled(err error) {
 	}
 }
 
-// load reads and decodes skey. ok is false when the store failed; a blob
-// that does not decrypt or parse is a miss.
+// loadValue reads skey from the store; ok is false when the store failed.
 func (c *Cache) loadValue(ctx context.Context, skey string) ([]byte, Version, bool) {
 	cctx, cancel := c.timeout(ctx)
 	defer cancel()
@@ -396,7 +396,7 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, h cache.ExportHin
 	}
 	jobs, err := v.changes(data, h.PartitionKey, c.cfg.now())
 	if err != nil {
-		return err
+		return fmt.Errorf("distributed: MSAL's cache: %w", err)
 	}
 	for _, j := range jobs {
 		j.skey = c.storeKey(j.key)
@@ -773,7 +773,7 @@ func (c *Cache) Close() error {
 		n := len(c.pending)
 		c.mu.Unlock()
 		if n > 0 {
-			return errors.New("distributed: Close: " + strconv.Itoa(n) + " partition writes could not be stored (the store is unavailable)")
+			return fmt.Errorf("distributed: Close: %d partition writes could not be stored: %w", n, ErrUnavailable)
 		}
 	}
 	return nil
