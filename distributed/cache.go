@@ -151,14 +151,20 @@ func (c *Cache) storeKey(key string) string {
 	return c.cfg.prefix + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// notice is the store's invalidation callback.
+// notice is the store's invalidation callback. It takes no lock that is
+// held for long: the clients' views see the notice through their watches.
 func (c *Cache) notice(skey string) {
 	c.st.invalidations.Add(1)
 	c.l1.invalidate(skey)
-	c.views.Range(func(_, v any) bool {
-		v.(*view).invalidate(skey)
-		return true
-	})
+}
+
+// watch returns a watch of the store's notices for skey, taken before a
+// read of it.
+func (c *Cache) watch(skey string) watch {
+	if !c.coherent {
+		return watch{}
+	}
+	return c.l1.watch(skey)
 }
 
 // view returns the state kept for one MSAL client's memory.
@@ -233,12 +239,11 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		}
 	}
 	skey := c.storeKey(key)
-	var stamp uint64
+	w := c.watch(skey)
 	if c.coherent {
-		stamp = c.l1.stamp(skey)
 		if ver, rec, ok := c.l1.get(skey); ok {
 			c.st.l1Hits.Add(1)
-			if c.present(v, u, key, skey, ver, rec, stamp, now) {
+			if c.present(v, u, key, skey, ver, rec, w, now) {
 				c.touch(ctx, key, skey, v)
 			}
 			return nil
@@ -252,7 +257,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 			if p.remove {
 				content = record{removed: true}
 			}
-			v.set(u, key, skey, 0, content, true, func() bool { return false }, now, 0, c.unmarshaled)
+			v.set(u, key, skey, 0, content, true, watch{}, now, 0, c.unmarshaled)
 		}
 		return nil
 	}
@@ -260,8 +265,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	if !ok {
 		return nil
 	}
-	fresh := func() bool { return !c.coherent || c.l1.stamp(skey) == stamp }
-	if touch, ok := v.holds(key, ver, fresh, now, c.touchEvery(key)); ok {
+	if touch, ok := v.holds(key, ver, w, now, c.touchEvery(key)); ok {
 		// The version MSAL holds: nothing to decode or replace.
 		c.st.memHits.Add(1)
 		if touch {
@@ -271,20 +275,19 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	}
 	rec := c.decode(value, skey, v.memoOf(key))
 	if c.coherent && !rec.removed {
-		c.l1.put(skey, ver, rec, stamp)
+		c.l1.put(skey, ver, rec, w.stamp)
 	}
-	if c.present(v, u, key, skey, ver, rec, stamp, now) && ver != 0 {
+	if c.present(v, u, key, skey, ver, rec, w, now) && ver != 0 {
 		c.touch(ctx, key, skey, v)
 	}
 	return nil
 }
 
 // present makes MSAL's memory hold rec (the store's version ver) for key,
-// and reports whether the partition's expiry is due to be renewed. stamp
-// was taken before rec was read.
-func (c *Cache) present(v *view, u cache.Unmarshaler, key, skey string, ver Version, rec record, stamp uint64, now time.Time) bool {
-	fresh := func() bool { return !c.coherent || c.l1.stamp(skey) == stamp }
-	return v.set(u, key, skey, ver, rec, false, fresh, now, c.touchEvery(key), c.unmarshaled)
+// and reports whether the partition's expiry is due to be renewed. w was
+// taken before rec was read.
+func (c *Cache) present(v *view, u cache.Unmarshaler, key, skey string, ver Version, rec record, w watch, now time.Time) bool {
+	return v.set(u, key, skey, ver, rec, false, w, now, c.touchEvery(key), c.unmarshaled)
 }
 
 // unmarshaled counts a replacement of MSAL's memory.
