@@ -5,12 +5,15 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 	"github.com/zalando/go-keyring"
 
@@ -137,4 +140,101 @@ func TestClearKeepsKey(t *testing.T) {
 	if after, err := keyring.Get(service, account); err != nil || after != before {
 		t.Errorf("after Clear the keyring item is gone or changed: %v", err)
 	}
+}
+
+// coarseDir returns a directory on a file system whose timestamps have a
+// resolution of one second (ext2 with 128-byte inodes, loop-mounted), as on
+// the file systems where a rewrite in place can leave size, mtime and inode
+// as they were. It needs root; it unmounts when t ends.
+func coarseDir(t *testing.T) string {
+	t.Helper()
+	var missing string
+	if os.Geteuid() != 0 {
+		missing = "root (to loop-mount a file system)"
+	}
+	for _, tool := range []string{"mkfs.ext2", "mount", "umount"} {
+		if _, err := exec.LookPath(tool); err != nil && missing == "" {
+			missing = tool + " (e2fsprogs, mount)"
+		}
+	}
+	if missing != "" {
+		msg := "a coarse-timestamp file system needs " + missing
+		if os.Getenv("MSALCACHE_REQUIRE_SERVICES") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	work := t.TempDir()
+	img, dir := filepath.Join(work, "ext2.img"), filepath.Join(work, "mnt")
+	run := func(name string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	run("truncate", "-s", "16M", img)
+	run("mkfs.ext2", "-q", "-F", "-I", "128", img) // 128-byte inodes: timestamps in whole seconds
+	run("mount", "-o", "loop", img, dir)
+	t.Cleanup(func() {
+		var out []byte
+		var err error
+		for range 50 {
+			if out, err = exec.Command("umount", dir).CombinedOutput(); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("umount %s: %v\n%s", dir, err, out)
+		exec.Command("umount", "-l", dir).Run()
+	})
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestMergeAgainstDiskNowCoarse: checkMergeAgainstDiskNow on a file system
+// with one-second timestamps, where a sister library's rewrite in place is
+// stat-equal to the file it rewrote by itself.
+func TestMergeAgainstDiskNowCoarse(t *testing.T) {
+	checkMergeAgainstDiskNow(t, coarseDir(t), false)
+}
+
+// TestCloseReleasesDescriptors: 10,000 Caches opened, used and closed
+// leave no file descriptor behind.
+func TestCloseReleasesDescriptors(t *testing.T) {
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	ctx := testCtx(t)
+	if err := os.WriteFile(path, []byte(`{"AccessToken":{"k":{"secret":"s"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fds := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	kept := make([]*Cache, 0, 10000) // reachable: no finalizer closes anything
+	before := fds()
+	for range 10000 {
+		c, err := New(path, WithPlaintext())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Replace(ctx, &countingTarget{}, cache.ReplaceHints{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, c)
+	}
+	if after := fds(); after > before+2 {
+		t.Errorf("descriptors: %d before, %d after 10,000 Caches were opened and closed", before, after)
+	}
+	runtime.KeepAlive(kept)
 }

@@ -17,9 +17,11 @@ const maxFileSize = 256 << 20
 
 // File is the cache file at one path, sealed by one Protector. Its methods
 // are safe for concurrent use by multiple goroutines; a File holds no state
-// besides its path and Protector, so any number of Files (in any number of
+// besides its path, its Protector and (on Unix) a descriptor of the file
+// that makes Stat cheap, so any number of Files (in any number of
 // processes) may share a path. Writes replace the file atomically; nothing
 // here locks: callers that read-modify-write hold a cross-process lock.
+// Close releases the descriptor.
 type File struct {
 	path  string
 	p     Protector
@@ -99,6 +101,10 @@ func (f *File) Format() Format { return formatOf(f.p) }
 // see watcher), else a stat of the path. A missing file is the zero Version
 // and no error.
 func (f *File) Stat() (Version, error) { return f.watch.stat(f.path) }
+
+// Close releases the descriptor Stat keeps open. The File stays usable:
+// later calls to Stat stat the path. Close is idempotent.
+func (f *File) Close() error { return f.watch.close() }
 
 // Read reads the whole file, detects its format and returns the plaintext
 // (MSAL JSON) and the Version of exactly the bytes read (taken from the open
