@@ -377,9 +377,20 @@ func (r reading) inFlux() bool {
 }
 
 // read reads the file. Only errors other than a file that does not decode
-// are errors.
+// are errors. A plaintext file that holds the plaintext this Cache last
+// read or wrote is not decoded again.
 func (c *Cache) read(ctx context.Context) (reading, error) {
-	data, v, format, err := c.file.ReadFormat(ctx)
+	raw, v, err := c.file.ReadRaw(ctx)
+	if err != nil || !v.Exists() {
+		return reading{}, err
+	}
+	c.mu.Lock()
+	known := c.state.raw
+	c.mu.Unlock()
+	if len(raw) > 0 && bytes.Equal(raw, known) {
+		return reading{data: raw, version: v, format: persistence.DetectFormat(raw)}, nil
+	}
+	data, format, err := c.file.Decode(ctx, raw)
 	switch {
 	case errors.Is(err, persistence.ErrCorrupt):
 		return reading{version: v, format: format, corrupt: err}, nil

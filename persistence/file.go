@@ -124,21 +124,41 @@ func (f *File) Read(ctx context.Context) ([]byte, Version, error) {
 // ReadFormat is Read that also returns the format found in the file
 // (FormatNone for a missing file).
 func (f *File) ReadFormat(ctx context.Context) ([]byte, Version, Format, error) {
-	raw, v, err := readFile(ctx, f.path)
+	raw, v, err := f.ReadRaw(ctx)
 	if err != nil || !v.exists {
 		return nil, Version{}, FormatNone, err
 	}
+	pt, fm, err := f.Decode(ctx, raw)
+	if err != nil {
+		return nil, v, fm, err
+	}
+	return pt, v, fm, nil
+}
+
+// ReadRaw reads the file's bytes as they are, sealed, and returns them with
+// the Version of exactly those bytes. A missing file is nil, the zero
+// Version and no error. Decode opens what it read; ReadFormat does both.
+// A caller that knows the plaintext of a plaintext file can compare the
+// bytes and skip Decode.
+func (f *File) ReadRaw(ctx context.Context) ([]byte, Version, error) {
+	return readFile(ctx, f.path)
+}
+
+// Decode detects the format of raw, bytes of the file as ReadRaw returns
+// them, and returns the plaintext and the format, as Read does. It may
+// decrypt in place: raw is not to be used afterwards.
+func (f *File) Decode(ctx context.Context, raw []byte) ([]byte, Format, error) {
 	if len(raw) == 0 {
 		// An empty file is an empty cache: MSAL Node and Python create the
 		// cache file empty before their first write.
-		return []byte{}, v, FormatNone, nil
+		return []byte{}, FormatNone, nil
 	}
 	fm := DetectFormat(raw)
 	pt, err := f.decode(ctx, raw, fm)
 	if err != nil {
-		return nil, v, fm, fmt.Errorf("read %s: %w", f.path, err)
+		return nil, fm, fmt.Errorf("read %s: %w", f.path, err)
 	}
-	return pt, v, fm, nil
+	return pt, fm, nil
 }
 
 func (f *File) decode(ctx context.Context, raw []byte, fm Format) ([]byte, error) {
