@@ -556,7 +556,7 @@ func (h deleteLockOnWarning) Handle(ctx context.Context, r slog.Record) error {
 
 // TestLockFileDeletedWhileHeld: another program deletes the lock file
 // while Export holds it; the write is complete, so Export reports success
-// and logs a warning.
+// (and, on Unix, logs a warning).
 func TestLockFileDeletedWhileHeld(t *testing.T) {
 	path := filepath.Join(testdir.New(t), "msal.cache")
 	if err := os.WriteFile(path, []byte("not a cache"), 0o600); err != nil {
@@ -577,7 +577,9 @@ func TestLockFileDeletedWhileHeld(t *testing.T) {
 	if at := readCacheJSON(t, c).Sections["AccessToken"]; len(at) != 1 {
 		t.Errorf("the file after Export: %v", at)
 	}
-	if !strings.Contains(log.String(), "lock") || !strings.Contains(log.String(), path+".lockfile") {
+	// On Unix the release notices that the file is gone (on Windows it
+	// deletes through its own handle, which cannot tell): a warning.
+	if runtime.GOOS != "windows" && !strings.Contains(log.String(), path+".lockfile") {
 		t.Errorf("no warning naming the lock file:\n%s", log.String())
 	}
 }
