@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,25 +146,11 @@ func TestClearKeepsKey(t *testing.T) {
 // coarseDir returns a directory on a file system whose timestamps have a
 // resolution of one second (ext2 with 128-byte inodes, loop-mounted), as on
 // the file systems where a rewrite in place can leave size, mtime and inode
-// as they were. It needs root; it unmounts when t ends.
+// as they were. It needs root; it unmounts when t ends. Call it only in a
+// mount namespace of the test's own.
 func coarseDir(t *testing.T) string {
 	t.Helper()
-	var missing string
-	if os.Geteuid() != 0 {
-		missing = "root (to loop-mount a file system)"
-	}
-	for _, tool := range []string{"mkfs.ext2", "mount", "umount"} {
-		if _, err := exec.LookPath(tool); err != nil && missing == "" {
-			missing = tool + " (e2fsprogs, mount)"
-		}
-	}
-	if missing != "" {
-		msg := "a coarse-timestamp file system needs " + missing
-		if os.Getenv("MSALCACHE_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	requireMountTools(t)
 	work := t.TempDir()
 	img, dir := filepath.Join(work, "ext2.img"), filepath.Join(work, "mnt")
 	run := func(name string, args ...string) {
@@ -196,11 +183,50 @@ func coarseDir(t *testing.T) string {
 	return dir
 }
 
+// envInNamespace marks the child of TestMergeAgainstDiskNowCoarse that runs
+// in a mount namespace of its own.
+const envInNamespace = "MSALCACHE_TEST_MOUNT_NAMESPACE"
+
 // TestMergeAgainstDiskNowCoarse: checkMergeAgainstDiskNow on a file system
 // with one-second timestamps, where a sister library's rewrite in place is
-// stat-equal to the file it rewrote by itself.
+// stat-equal to the file it rewrote by itself. The test runs again in a
+// child in a private mount namespace, which mounts the file system: when
+// the child ends, however it ends, the mount goes with its namespace.
 func TestMergeAgainstDiskNowCoarse(t *testing.T) {
-	checkMergeAgainstDiskNow(t, coarseDir(t), false)
+	if os.Getenv(envInNamespace) == "1" {
+		checkMergeAgainstDiskNow(t, coarseDir(t), false)
+		return
+	}
+	requireMountTools(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMergeAgainstDiskNowCoarse$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), envInNamespace+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS} // Go makes its mounts private
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestMergeAgainstDiskNowCoarse")) {
+		t.Fatalf("in a mount namespace of its own: %v\n%s", err, out)
+	}
+}
+
+// requireMountTools skips (or, where the test command promises every
+// service, fails) a test that needs to loop-mount a file system.
+func requireMountTools(t *testing.T) {
+	t.Helper()
+	var missing string
+	if os.Geteuid() != 0 {
+		missing = "root (to loop-mount a file system)"
+	}
+	for _, tool := range []string{"mkfs.ext2", "mount", "umount", "truncate"} {
+		if _, err := exec.LookPath(tool); err != nil && missing == "" {
+			missing = tool + " (packages e2fsprogs, mount, coreutils)"
+		}
+	}
+	if missing != "" {
+		msg := "a coarse-timestamp file system needs " + missing
+		if os.Getenv("MSALCACHE_REQUIRE_SERVICES") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 }
 
 // TestCloseReleasesDescriptors: 10,000 Caches opened, used and closed
