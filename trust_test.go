@@ -616,3 +616,61 @@ func TestClose(t *testing.T) {
 		t.Errorf("Clear after Close touched the file: %v", err)
 	}
 }
+
+// TestConcurrentCallsOneCache: goroutines Replace, change and Export their
+// own cache objects on one Cache while another clears it, under -race:
+// every call returns without error, and each object's export after the
+// last Clear is in the file.
+func TestConcurrentCallsOneCache(t *testing.T) {
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	c := openCache(t, path, plaintextMode)
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	var stop atomic.Bool
+	for g := range 4 {
+		wg.Go(func() {
+			target := &countingTarget{}
+			round := func(i int) bool {
+				if err := c.Replace(ctx, target, cache.ReplaceHints{}); err != nil {
+					t.Error(err)
+					return false
+				}
+				var top map[string]map[string]json.RawMessage
+				if err := json.Unmarshal(target.data, &top); err != nil || top == nil {
+					top = map[string]map[string]json.RawMessage{}
+				}
+				if top["AccessToken"] == nil {
+					top["AccessToken"] = map[string]json.RawMessage{}
+				}
+				top["AccessToken"][fmt.Sprintf("g%d", g)] = json.RawMessage(fmt.Sprintf(`{"secret":"%d"}`, i))
+				target.data, _ = json.Marshal(top)
+				if err := c.Export(ctx, target, cache.ExportHints{}); err != nil {
+					t.Error(err)
+					return false
+				}
+				return true
+			}
+			i := 0
+			for ; !stop.Load(); i++ {
+				if !round(i) {
+					return
+				}
+			}
+			round(i) // after the last Clear
+		})
+	}
+	for range 20 {
+		if err := c.Clear(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	at := readCacheJSON(t, c).Sections["AccessToken"]
+	for g := range 4 {
+		if _, ok := at[fmt.Sprintf("g%d", g)]; !ok {
+			t.Errorf("goroutine %d's entry is missing after its last Export: %v", g, at)
+		}
+	}
+}
