@@ -267,7 +267,7 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 	err = c.withLock(ctx, func() error {
 		// Merge against what the file holds now, read under the lock:
 		// its Version can stay the same across a rewrite in place.
-		r, err := c.read(ctx)
+		r, err := c.readLocked(ctx)
 		if err != nil {
 			return err
 		}
@@ -400,6 +400,55 @@ func (c *Cache) read(ctx context.Context) (reading, error) {
 	return reading{data: data, version: v, format: format}, nil
 }
 
+// fluxWait bounds how long a read under the lock waits for a file that
+// held a cache and is now empty or does not decode to hold one again: a
+// writer that does not take the lock (MSAL Python goes ahead after its own
+// timeout) may be rewriting it in place. Merging against the file in that
+// moment would delete every entry this process did not change.
+const fluxWait = 2 * time.Second
+
+// readLocked is read for a caller that holds the lock. A file caught in
+// flux that was last seen holding a cache is read again until it holds one,
+// for at most fluxWait, and at most until ctx is done (an error then:
+// nothing is merged against half a file). After fluxWait it is taken as
+// it is. A file that was empty before (Node's new file) is not waited for.
+func (c *Cache) readLocked(ctx context.Context) (reading, error) {
+	r, err := c.read(ctx)
+	if err != nil || !r.inFlux() {
+		return r, err
+	}
+	c.mu.Lock()
+	had := len(c.state.raw) > 0 && !c.state.corrupt
+	c.mu.Unlock()
+	if !had {
+		return r, nil
+	}
+	c.log.Warn("msalcache: the token cache file is being rewritten by a program that does not hold the lock; waiting for it",
+		"path", c.file.Path(), "lock", c.lock.Path())
+	deadline := time.Now().Add(fluxWait)
+	for delay := time.Millisecond; time.Now().Before(deadline); delay = min(2*delay, 50*time.Millisecond) {
+		if err := sleep(ctx, delay); err != nil {
+			return reading{}, fmt.Errorf("waiting for %s to be rewritten by a program that does not hold the lock: %w", c.file.Path(), err)
+		}
+		if r, err = c.read(ctx); err != nil || !r.inFlux() {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // load reads the file into the state, without the lock. A file caught in
 // flux is read again under the lock (the other libraries write in place
 // while they hold it) before it is taken for an empty cache or called
@@ -408,7 +457,7 @@ func (c *Cache) load(ctx context.Context) error {
 	r, err := c.read(ctx)
 	if err == nil && r.inFlux() {
 		err = c.withLock(ctx, func() error {
-			r, err = c.read(ctx)
+			r, err = c.readLocked(ctx)
 			return err
 		})
 	}

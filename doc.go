@@ -66,7 +66,10 @@
 // reader sees the old file or the new one, never a mix. Other MSAL libraries
 // rewrite the file in place, so a file that Replace finds empty or that does
 // not decode is read again under the lock before it is taken for an empty
-// cache or called corrupt.
+// cache or called corrupt; a file that held a cache and is still empty or
+// half written under the lock (a writer that does not take the lock, as MSAL
+// Python does after its own timeout) is waited for a short while, within the
+// call's deadline, before Export merges into it.
 //
 // Clear signs out for good: an MSAL client of the same Cache that read the
 // cache before the Clear brings none of it back when it exports after.

@@ -674,3 +674,62 @@ func TestConcurrentCallsOneCache(t *testing.T) {
 		}
 	}
 }
+
+// TestRewriteWithoutLock: a writer that does not take the lock (MSAL
+// Python after its own timeout) truncates the file and writes it again in
+// place while an Export holds the lock. The Export waits for the file to
+// hold a cache again and merges into that: nothing of the writer's is lost.
+func TestRewriteWithoutLock(t *testing.T) {
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	ctx := testCtx(t)
+	entries := make([]string, 50)
+	for i := range entries {
+		entries[i] = accessTokenJSON(i, "python")
+	}
+	if err := os.WriteFile(path, tokensJSON(entries), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	c := openCache(t, path, plaintextMode, WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+	ours := &countingTarget{}
+	if err := c.Replace(ctx, ours, cache.ReplaceHints{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The writer truncates now, and writes its new state once our Export
+	// holds the lock and has had the time to read the empty file.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan error, 1)
+	go func() {
+		defer f.Close()
+		for {
+			if _, err := os.Stat(path + ".lockfile"); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				written <- ctx.Err()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond)
+		_, err := f.Write(tokensJSON(append(entries, accessTokenJSON(50, "python"))))
+		written <- err
+	}()
+	ours.data = tokensJSON(append(entries, accessTokenJSON(51, "go")))
+	if err := c.Export(ctx, ours, cache.ExportHints{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(readCacheJSON(t, c).Sections["AccessToken"]); n != 52 {
+		t.Errorf("after the Export: %d access tokens, want 52 (the writer's 51 and ours)", n)
+	}
+	if !strings.Contains(log.String(), "does not hold the lock") {
+		t.Errorf("no warning about the writer that ignores the lock:\n%s", log.String())
+	}
+}
