@@ -1,13 +1,17 @@
 package msalcache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 
@@ -18,35 +22,54 @@ import (
 
 // Cache is a persistent MSAL token cache in one file, shared safely by every
 // process that opens the same path. Pass it to MSAL Go with
-// public.WithCache(c).
+// public.WithCache(c), and Close it when done.
 //
 // A Cache is safe for concurrent use by multiple goroutines and by several
 // MSAL clients at once. Processes coordinate through a lock file next to the
-// cache file ("<path>.lockfile").
+// cache file ("<path>.lockfile"). No call holds an in-process mutex while it
+// waits for that lock or for the file, so a Replace never waits behind
+// another goroutine's Export.
 type Cache struct {
 	file    *persistence.File
 	lock    *lock.Lock
 	log     *slog.Logger
 	timeout time.Duration
+	closed  atomic.Bool
 
-	mu sync.Mutex
-	// version is the state of the file that current describes; current is
-	// nil until the file is first read.
+	// handing is held while a state is handed to an MSAL cache object
+	// (Unmarshal) and recorded as its view, so that the view recorded is
+	// the state the object holds. It is never held across file I/O or a
+	// lock wait.
+	handing sync.Mutex
+
+	// mu guards the fields below. It is held only to read or move them.
+	mu    sync.Mutex
+	state fileState
+	// clears counts the Clear calls: a view from before the last Clear
+	// holds accounts that were signed out.
+	clears uint64
+	views  views
+	// marshaled maps the entries of MSAL's last Marshal to their canonical
+	// form: most entries repeat from one Export to the next.
+	marshaled map[string]string
+}
+
+// fileState is what a Cache knows of the file: its Version and content as
+// last read or written.
+type fileState struct {
 	version persistence.Version
-	current *msaljson.Snapshot
-	// corrupt is set while current stands for an undecodable file, which
-	// is copied aside before it is first overwritten.
+	// raw is the plaintext read or written; nil if the file did not decode.
+	raw []byte
+	// snap is raw parsed (msaljson.Empty for an unusable file); nil until
+	// the file is first read.
+	snap *msaljson.Snapshot
+	// corrupt is set while snap stands for a file that cannot be used,
+	// which is copied aside before it is first overwritten.
 	corrupt bool
 	// upgrade is set while the file is readable but in another format than
 	// the configured one (say, plaintext left by WithPlaintextFallback): the
 	// next Export rewrites it in the configured format.
 	upgrade bool
-	// views holds, per MSAL cache object, the snapshot its memory holds: it
-	// tells Replace whether Unmarshal is needed and is Export's merge base.
-	views map[any]*msaljson.Snapshot
-	// marshaled maps the entries of MSAL's last Marshal to their canonical
-	// form: most entries repeat from one Export to the next.
-	marshaled map[string]string
 }
 
 var _ cache.ExportReplace = (*Cache)(nil)
@@ -89,7 +112,6 @@ func New(path string, opts ...Option) (*Cache, error) {
 		lock:    lock.New(abs+".lockfile", lock.WithTimeout(cfg.lockTimeout)),
 		log:     cfg.logger,
 		timeout: cfg.lockTimeout,
-		views:   map[any]*msaljson.Snapshot{},
 	}, nil
 }
 
@@ -126,48 +148,102 @@ func (c *Cache) Path() string { return c.file.Path() }
 // read, so on every silent token request: when the file has not changed
 // since this Cache last read or wrote it and u already holds that state, it
 // costs one stat and nothing else. Otherwise it reads the file without the
-// lock (writes are atomic renames) and unmarshals it into u.
+// lock (writes are atomic renames) and unmarshals it into u. A file that
+// is empty or does not decode may be another library's rewrite in place,
+// caught in the middle: it is read again under the lock.
 func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, _ cache.ReplaceHints) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return closedError("loading")
+	}
 	v, err := c.file.Stat()
 	if err != nil {
 		return fmt.Errorf("msalcache: loading the token cache: %w", err)
 	}
-	if c.current != nil && v == c.version && c.views[u] == c.current {
+	id := identity(u)
+	c.mu.Lock()
+	st := c.state
+	held := st.snap != nil && v == st.version && c.holds(id, st.snap)
+	c.mu.Unlock()
+	if held {
 		return nil // the hot path: one stat
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	if c.current == nil || v != c.version {
-		if err := c.load(ctx, false); err != nil {
+	if st.snap == nil || v != st.version {
+		if err := c.load(ctx); err != nil {
 			return fmt.Errorf("msalcache: loading the token cache: %w", err)
 		}
 	}
-	if c.views[u] == c.current {
+	return c.hand(u, id)
+}
+
+// holds reports whether the object at id holds snap; c.mu is held.
+func (c *Cache) holds(id unsafe.Pointer, snap *msaljson.Snapshot) bool {
+	v, ok := c.views.get(id)
+	return ok && v.snap == snap && v.clears == c.clears
+}
+
+// hand gives u the current state, unless it holds it already, and records
+// that it holds it.
+func (c *Cache) hand(u cache.Unmarshaler, id unsafe.Pointer) error {
+	c.handing.Lock()
+	defer c.handing.Unlock()
+	c.mu.Lock()
+	snap, clears := c.state.snap, c.clears
+	v, ok := c.views.get(id)
+	c.mu.Unlock()
+	if ok && v.clears == clears && (v.snap == snap || v.snap.Equal(snap)) {
+		c.setView(id, snap, clears)
 		return nil
 	}
-	held, dropped, err := unmarshal(u, c.current)
+	held, dropped, err := unmarshal(u, snap)
 	if err != nil {
 		return fmt.Errorf("msalcache: loading the token cache: %w", err)
 	}
-	if held != c.current {
+	if held != snap {
 		// Entries MSAL cannot take are left out (salvage.go); the file
 		// is copied aside before it is next written.
 		c.log.Warn("msalcache: MSAL cannot load some entries of the token cache file; they are left out (their users sign in again). A copy of the file is kept before it is next written.",
 			"path", c.file.Path(), "copy", c.file.Path()+".corrupt-<time>", "dropped", describeDropped(dropped))
-		c.current, c.corrupt = held, true
+		c.rejected(snap, held)
+		snap = held
 	}
-	c.view(u, c.current)
+	c.setView(id, snap, clears)
 	return nil
+}
+
+// rejected records that MSAL cannot load all of snap: while the file holds
+// it, it stands for held (the entries MSAL takes), and the file is kept
+// aside before it is overwritten.
+func (c *Cache) rejected(snap, held *msaljson.Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state.snap == snap {
+		c.state.snap, c.state.corrupt, c.state.upgrade = held, true, false
+	}
+}
+
+// setView records that the object at id holds snap.
+func (c *Cache) setView(id unsafe.Pointer, snap *msaljson.Snapshot, clears uint64) {
+	c.mu.Lock()
+	c.views.set(id, snap, clears)
+	c.mu.Unlock()
 }
 
 // Export saves MSAL's cache. MSAL Go calls it after every change, and also
 // when nothing changed: then nothing is locked, read or written. Otherwise,
-// under the cross-process lock, it merges its changes into what the file
-// holds now (other processes may have written since), entry by entry, and
-// writes the result atomically if it differs from the file.
+// under the cross-process lock, it reads the file as it is now and merges
+// its changes into it, entry by entry: an entry m changed, added or removed
+// since it last synced wins, every other entry is the file's. It writes the
+// result atomically if it differs from the file. An object this Cache has
+// no view of (one that never synced, or that is not a pointer) changes no
+// entry the file holds; it only adds those the file lacks. An object that
+// synced before a Clear of this Cache changes nothing: Clear signed its
+// accounts out.
 func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHints) error {
+	if c.closed.Load() {
+		return closedError("saving")
+	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	data, err := m.Marshal()
@@ -175,34 +251,50 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 		// Its message may quote cache content: not passed on.
 		return errors.New("msalcache: saving the token cache: MSAL could not marshal it")
 	}
+	id := identity(m)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	base := c.views[m]
-	if base == nil {
-		base = msaljson.Empty
-	}
-	ours, err := msaljson.Parse(data, c.marshaled)
+	base, known := c.views.get(id)
+	memo, upgrade := c.marshaled, c.state.upgrade
+	c.mu.Unlock()
+	ours, err := msaljson.Parse(data, memo)
 	if err != nil {
 		return fmt.Errorf("msalcache: saving the token cache: MSAL's JSON: %s", jsonProblem(err))
 	}
+	c.mu.Lock()
 	c.marshaled = ours.Seen
-	if ours.Equal(base) && !c.upgrade {
+	c.mu.Unlock()
+	if known && ours.Equal(base.snap) && !upgrade {
 		return nil // nothing changed since m was last synced
 	}
 	err = c.withLock(ctx, func() error {
-		if err := c.refresh(ctx); err != nil {
+		// Merge against what the file holds now, read under the lock:
+		// its Version can stay the same across a rewrite in place.
+		r, err := c.readLocked(ctx)
+		if err != nil {
 			return err
 		}
-		merged := msaljson.Merge(base, ours, c.current)
-		if !merged.Equal(c.current) || c.upgrade {
-			if err := c.write(ctx, merged); err != nil {
+		st := c.settle(r)
+		c.mu.Lock()
+		clears := c.clears
+		c.mu.Unlock()
+		var merged *msaljson.Snapshot
+		switch {
+		case known && base.clears == clears:
+			merged = msaljson.Merge(base.snap, ours, st.snap)
+		case known:
+			merged = st.snap // m synced before a Clear: nothing it held comes back
+		default:
+			merged = msaljson.Merge(fileWins(ours, st.snap), ours, st.snap)
+		}
+		if !merged.Equal(st.snap) || st.upgrade {
+			if st, err = c.write(ctx, st, merged); err != nil {
 				return fmt.Errorf("%s: %w", c.file.Path(), err)
 			}
 		}
 		if merged.Equal(ours) {
-			c.view(m, c.current)
+			c.setView(id, st.snap, clears)
 		} else {
-			c.view(m, ours) // m lacks what others wrote: the next Replace hands it over
+			c.setView(id, ours, clears) // m lacks what the file holds: the next Replace hands it over
 		}
 		return nil
 	})
@@ -213,18 +305,23 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 }
 
 // Clear removes the cache file under the lock: every account is signed out,
-// in every process that shares the file. The keyring key stays.
+// in every process that shares the file. The keyring key stays. An MSAL
+// client of this Cache that read the cache before the Clear and exports
+// after it brings none of it back.
 func (c *Cache) Clear(ctx context.Context) error {
+	if c.closed.Load() {
+		return closedError("clearing")
+	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	err := c.withLock(ctx, func() error {
 		if err := c.file.Remove(); err != nil {
 			return err
 		}
-		c.current, c.version, c.corrupt, c.upgrade = msaljson.Empty, persistence.Version{}, false, false
-		clear(c.views)
+		c.mu.Lock()
+		c.state = fileState{snap: msaljson.Empty}
+		c.clears++
+		c.mu.Unlock()
 		return nil
 	})
 	if err != nil {
@@ -237,6 +334,9 @@ func (c *Cache) Clear(ctx context.Context) error {
 // reads and deletes a probe through the same protection, and checks that
 // the cache directory is writable. It never touches the cache file.
 func (c *Cache) Verify(ctx context.Context) error {
+	if c.closed.Load() {
+		return closedError("verify")
+	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	if err := c.file.Verify(ctx); err != nil {
@@ -245,81 +345,198 @@ func (c *Cache) Verify(ctx context.Context) error {
 	return nil
 }
 
-// refresh makes current describe the file as it is now; c.mu and the lock
-// are held.
-func (c *Cache) refresh(ctx context.Context) error {
-	v, err := c.file.Stat()
-	if err != nil {
-		return err
-	}
-	if c.current != nil && v == c.version {
+// Close releases what the Cache holds: the descriptor of the cache file it
+// keeps open to make Replace cheap. Close is idempotent; every other call
+// after it returns an error matching fs.ErrClosed. An MSAL client that
+// uses the Cache must not be used after Close.
+func (c *Cache) Close() error {
+	if c.closed.Swap(true) {
 		return nil
 	}
-	return c.load(ctx, true)
-}
-
-// load reads the file into current. A file that does not decode is read
-// again under the lock before it is called corrupt: other MSAL libraries
-// write in place while holding the lock, so a lock-free read can see half a
-// file. A corrupt file is treated as empty and kept aside before it is
-// overwritten. c.mu is held; locked says whether the lock is too.
-func (c *Cache) load(ctx context.Context, locked bool) error {
-	data, v, format, err := c.file.ReadFormat(ctx)
-	var snap *msaljson.Snapshot
-	if err == nil {
-		var memo map[string]string
-		if c.current != nil {
-			memo = c.current.Seen
-		}
-		snap, err = msaljson.Parse(data, memo)
-		if err != nil {
-			err = fmt.Errorf("%w: %s: %s", persistence.ErrCorrupt, c.file.Path(), jsonProblem(err))
-		}
-	}
-	if errors.Is(err, persistence.ErrCorrupt) && !locked {
-		return c.withLock(ctx, func() error { return c.load(ctx, true) })
-	}
-	switch {
-	case errors.Is(err, persistence.ErrCorrupt):
-		c.log.Warn("msalcache: the token cache file cannot be read; starting with an empty cache (users sign in again). A copy is kept before it is overwritten.",
-			"path", c.file.Path(), "copy", c.file.Path()+".corrupt-<time>", "reason", err.Error())
-		c.current, c.version, c.corrupt, c.upgrade = msaljson.Empty, v, true, false
-		return nil
-	case err != nil:
-		return err
-	}
-	c.current, c.version, c.corrupt = snap, v, false
-	c.upgrade = format != persistence.FormatNone && format != c.file.Format()
-	if c.upgrade {
-		c.log.Info("msalcache: the token cache file is in another format; the next write converts it",
-			"path", c.file.Path(), "found", string(format), "configured", string(c.file.Format()))
+	if err := c.file.Close(); err != nil {
+		return fmt.Errorf("msalcache: closing the token cache: %w", err)
 	}
 	return nil
 }
 
-// write replaces the file with s; c.mu and the lock are held.
-func (c *Cache) write(ctx context.Context, s *msaljson.Snapshot) error {
-	if c.corrupt {
+func closedError(what string) error {
+	return fmt.Errorf("msalcache: %s the token cache: the Cache is closed: %w", what, fs.ErrClosed)
+}
+
+// reading is one read of the file.
+type reading struct {
+	data    []byte // the plaintext; nil if the file is missing or does not decode
+	version persistence.Version
+	format  persistence.Format
+	corrupt error // why the file does not decode, if it does not
+}
+
+// inFlux reports whether a read without the lock may have caught another
+// library rewriting the file in place (truncate, then write): an empty
+// file, or one that does not decode.
+func (r reading) inFlux() bool {
+	return r.corrupt != nil || (r.version.Exists() && len(r.data) == 0)
+}
+
+// read reads the file. Only errors other than a file that does not decode
+// are errors. A plaintext file that holds the plaintext this Cache last
+// read or wrote is not decoded again.
+func (c *Cache) read(ctx context.Context) (reading, error) {
+	raw, v, err := c.file.ReadRaw(ctx)
+	if errors.Is(err, persistence.ErrCorrupt) {
+		return reading{version: v, corrupt: err}, nil // too large to read
+	}
+	if err != nil || !v.Exists() {
+		return reading{}, err
+	}
+	c.mu.Lock()
+	known := c.state.raw
+	c.mu.Unlock()
+	if len(raw) > 0 && bytes.Equal(raw, known) {
+		return reading{data: raw, version: v, format: persistence.DetectFormat(raw)}, nil
+	}
+	data, format, err := c.file.Decode(ctx, raw)
+	switch {
+	case errors.Is(err, persistence.ErrCorrupt):
+		return reading{version: v, format: format, corrupt: err}, nil
+	case err != nil:
+		return reading{}, err
+	}
+	return reading{data: data, version: v, format: format}, nil
+}
+
+// fluxWait bounds how long a read under the lock waits for a file that
+// held a cache and is now empty or does not decode to hold one again: a
+// writer that does not take the lock (MSAL Python goes ahead after its own
+// timeout) may be rewriting it in place. Merging against the file in that
+// moment would delete every entry this process did not change.
+const fluxWait = 2 * time.Second
+
+// readLocked is read for a caller that holds the lock. A file caught in
+// flux that was last seen holding a cache is read again until it holds one,
+// for at most fluxWait, and at most until ctx is done (an error then:
+// nothing is merged against half a file). After fluxWait it is taken as
+// it is. A file that was empty before (Node's new file) is not waited for.
+func (c *Cache) readLocked(ctx context.Context) (reading, error) {
+	r, err := c.read(ctx)
+	if err != nil || !r.inFlux() {
+		return r, err
+	}
+	c.mu.Lock()
+	had := len(c.state.raw) > 0 && !c.state.corrupt
+	c.mu.Unlock()
+	if !had {
+		return r, nil
+	}
+	c.log.Warn("msalcache: the token cache file is being rewritten by a program that does not hold the lock; waiting for it",
+		"path", c.file.Path(), "lock", c.lock.Path())
+	deadline := time.Now().Add(fluxWait)
+	for delay := time.Millisecond; time.Now().Before(deadline); delay = min(2*delay, 50*time.Millisecond) {
+		if err := sleep(ctx, delay); err != nil {
+			return reading{}, fmt.Errorf("waiting for %s to be rewritten by a program that does not hold the lock: %w", c.file.Path(), err)
+		}
+		if r, err = c.read(ctx); err != nil || !r.inFlux() {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// load reads the file into the state, without the lock. A file caught in
+// flux is read again under the lock (the other libraries write in place
+// while they hold it) before it is taken for an empty cache or called
+// corrupt; Node's empty new file is then still empty, and loads as such.
+func (c *Cache) load(ctx context.Context) error {
+	r, err := c.read(ctx)
+	if err == nil && r.inFlux() {
+		err = c.withLock(ctx, func() error {
+			r, err = c.readLocked(ctx)
+			return err
+		})
+	}
+	if err != nil {
+		return err
+	}
+	c.settle(r)
+	return nil
+}
+
+// settle makes r the state and returns it. Content equal to the state's
+// is not parsed again.
+func (c *Cache) settle(r reading) fileState {
+	c.mu.Lock()
+	prev := c.state
+	c.mu.Unlock()
+	st := fileState{version: r.version, raw: r.data}
+	switch {
+	case r.corrupt != nil:
+		c.log.Warn("msalcache: the token cache file cannot be read; starting with an empty cache (users sign in again). A copy is kept before it is overwritten.",
+			"path", c.file.Path(), "copy", c.file.Path()+".corrupt-<time>", "reason", r.corrupt.Error())
+		st.snap, st.corrupt = msaljson.Empty, true
+	case prev.snap != nil && prev.raw != nil && bytes.Equal(r.data, prev.raw):
+		st.snap, st.corrupt = prev.snap, prev.corrupt
+	default:
+		var memo map[string]string
+		if prev.snap != nil {
+			memo = prev.snap.Seen
+		}
+		snap, err := msaljson.Parse(r.data, memo)
+		if err != nil {
+			c.log.Warn("msalcache: the token cache file cannot be read; starting with an empty cache (users sign in again). A copy is kept before it is overwritten.",
+				"path", c.file.Path(), "copy", c.file.Path()+".corrupt-<time>",
+				"reason", fmt.Errorf("%w: %s: %s", persistence.ErrCorrupt, c.file.Path(), jsonProblem(err)).Error())
+			st.raw, st.snap, st.corrupt = nil, msaljson.Empty, true
+		} else {
+			st.snap = snap
+		}
+	}
+	if !st.corrupt {
+		st.upgrade = r.format != persistence.FormatNone && r.format != c.file.Format()
+		if st.upgrade && !prev.upgrade {
+			c.log.Info("msalcache: the token cache file is in another format; the next write converts it",
+				"path", c.file.Path(), "found", string(r.format), "configured", string(c.file.Format()))
+		}
+	}
+	c.install(st)
+	return st
+}
+
+// install makes st the state.
+func (c *Cache) install(st fileState) {
+	c.mu.Lock()
+	c.state = st
+	c.mu.Unlock()
+}
+
+// write replaces the file with s and returns the new state; the lock is
+// held.
+func (c *Cache) write(ctx context.Context, st fileState, s *msaljson.Snapshot) (fileState, error) {
+	if st.corrupt {
 		copyPath, err := c.file.Quarantine()
 		if err != nil {
-			return fmt.Errorf("keeping a copy of the unreadable cache file before overwriting it: %w", err)
+			return st, fmt.Errorf("keeping a copy of the unreadable cache file before overwriting it: %w", err)
 		}
 		c.log.Warn("msalcache: kept a copy of the unreadable token cache file", "copy", copyPath)
 	}
 	v, err := c.file.Write(ctx, s.Raw)
 	if err != nil {
-		return err
+		return st, err
 	}
-	c.current, c.version, c.corrupt, c.upgrade = s, v, false, false
-	return nil
-}
-
-// view records that MSAL cache object x holds s.
-func (c *Cache) view(x any, s *msaljson.Snapshot) {
-	if len(c.views) >= 64 {
-		clear(c.views) // many short-lived clients: forget, they reload once
-	}
-	c.views[x] = s
+	st = fileState{version: v, raw: s.Raw, snap: s}
+	c.install(st)
+	return st, nil
 }
 
 // bound gives ctx the configured deadline if it has none.
@@ -330,16 +547,19 @@ func (c *Cache) bound(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, c.timeout)
 }
 
-// withLock runs fn holding the cross-process lock.
-func (c *Cache) withLock(ctx context.Context, fn func() error) (err error) {
+// withLock runs fn holding the cross-process lock. A lock that cannot be
+// released cleanly (another program deleted the lock file while we held
+// it, as MSAL Python does after its own timeout) is logged, not returned:
+// what fn did is done, and a write is complete.
+func (c *Cache) withLock(ctx context.Context, fn func() error) error {
 	unlock, err := c.lock.Lock(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if uerr := unlock(); uerr != nil && err == nil {
-			err = fmt.Errorf("releasing the cache lock: %w", uerr)
-		}
-	}()
-	return fn()
+	err = fn()
+	if uerr := unlock(); uerr != nil {
+		c.log.Warn("msalcache: the cache lock was not released cleanly; the work done under it stands",
+			"lock", c.lock.Path(), "reason", uerr.Error())
+	}
+	return err
 }

@@ -189,13 +189,13 @@ func TestReplaceUnchangedThroughMSAL(t *testing.T) {
 	if err != nil || len(accounts) != 1 {
 		t.Fatal(accounts, err)
 	}
-	first := c.current
+	first := c.state.snap
 	for range 2000 {
 		if _, err := app.AcquireTokenSilent(ctx, []string{scope("a")}, public.WithSilentAccount(accounts[0])); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if c.current != first {
+	if c.state.snap != first {
 		t.Error("the cache file was read again although nothing changed")
 	}
 	if n := s.Requests().Token; n != 1 {
@@ -336,7 +336,7 @@ func TestCrashWhileWriting(t *testing.T) {
 		if err := c.Replace(testCtx(t), target, cache.ReplaceHints{}); err != nil {
 			t.Fatalf("round %d: the cache does not load after a crash: %v", i, err)
 		}
-		if c.corrupt || warnings.Len() > 0 || !bytes.Contains(target.data, []byte("RefreshToken")) {
+		if c.state.corrupt || warnings.Len() > 0 || !bytes.Contains(target.data, []byte("RefreshToken")) {
 			t.Fatalf("round %d: after a crash the cache is damaged: %s %s", i, warnings.String(), target.data)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -9,6 +9,7 @@
 //	if err != nil {
 //		return err // wraps persistence.ErrUnavailable: no keyring here
 //	}
+//	defer c.Close()
 //	app, err := public.New(clientID,
 //		public.WithAuthority("https://login.microsoftonline.com/organizations"),
 //		public.WithCache(c))
@@ -58,10 +59,25 @@
 // excludes the other MSAL libraries' writers, and recovers by itself from a
 // holder that crashed. Export merges: an entry this process added, changed or
 // removed since it last read the file wins, every other entry is taken from
-// the file as it is now, so concurrent processes never lose each other's
-// tokens. Replace reads without the lock: writes replace the file atomically
-// (a temporary file renamed over it), so a reader sees the old file or the
-// new one, never a mix.
+// the file as it is now (read under the lock: a rewrite in place by another
+// library can leave size and mtime as they were), so concurrent processes
+// never lose each other's tokens. Replace reads without the lock: writes
+// replace the file atomically (a temporary file renamed over it), so a
+// reader sees the old file or the new one, never a mix. Other MSAL libraries
+// rewrite the file in place, so a file that Replace finds empty or that does
+// not decode is read again under the lock before it is taken for an empty
+// cache or called corrupt; a file that held a cache and is still empty or
+// half written under the lock (a writer that does not take the lock, as MSAL
+// Python does after its own timeout) is waited for a short while, within the
+// call's deadline, before Export merges into it.
+//
+// Clear signs out for good: an MSAL client of the same Cache that read the
+// cache before the Clear brings none of it back when it exports after.
+// MSAL's cache objects are pointers, and a Cache remembers per object (held
+// weakly: clients that are gone are forgotten) what it last handed over,
+// which is the base of the merge. A Marshaler that is not a pointer works
+// too, but without that memory: the file wins every conflict, and only the
+// entries the file lacks are added.
 //
 // What is promised is atomicity, not durability of the last write: after a
 // power cut the file holds a complete earlier or later state. On network file
@@ -92,5 +108,12 @@
 // only what kind of problem was found where. A protection that cannot be used (no Secret
 // Service, a locked keyring) is an error wrapping persistence.ErrUnavailable,
 // and nothing is overwritten. Every call is bounded: by its context's
-// deadline, or by WithLockTimeout (default 30s).
+// deadline, or by WithLockTimeout (default 30s). No call holds an in-process
+// mutex while it waits for the lock or the file: a Replace on an unchanged
+// file returns at once even while another goroutine's Export waits for a
+// lock that another process holds.
+//
+// A Cache keeps the cache file open (Unix) to make Replace cheap: Close
+// releases it. Close is idempotent, and every call after it returns an
+// error matching fs.ErrClosed.
 package msalcache

@@ -9,8 +9,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -30,6 +32,7 @@ import (
 	"github.com/msalcache/msalcache/internal/fakeidp"
 	"github.com/msalcache/msalcache/internal/msaljson"
 	"github.com/msalcache/msalcache/internal/testdir"
+	"github.com/msalcache/msalcache/lock"
 )
 
 const testClientID = "0b6d4f1e-6f0a-4c53-9a39-3f2c1d5e7a11"
@@ -133,10 +136,11 @@ func openCache(t testing.TB, path string, m mode, opts ...Option) *Cache {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 
-func newApp(authority string, hc *http.Client, c *Cache) (public.Client, error) {
+func newApp(authority string, hc *http.Client, c cache.ExportReplace) (public.Client, error) {
 	opts := []public.Option{
 		public.WithAuthority(authority),
 		public.WithInstanceDiscovery(false),
@@ -148,7 +152,7 @@ func newApp(authority string, hc *http.Client, c *Cache) (public.Client, error) 
 	return public.New(testClientID, opts...)
 }
 
-func mustApp(t testing.TB, s *idp, c *Cache) public.Client {
+func mustApp(t testing.TB, s *idp, c cache.ExportReplace) public.Client {
 	t.Helper()
 	app, err := newApp(s.Authority(), s.HTTPClient(), c)
 	if err != nil {
@@ -233,10 +237,17 @@ type childApp struct {
 }
 
 func runRole(role string) error {
-	if role == "read-only" {
+	switch role {
+	case "read-only":
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		return readOnlyRole(ctx, os.Getenv(envCache))
+	case "rotate":
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return rotateRole(ctx, os.Getenv(envCache))
+	case "hold-lock":
+		return holdLockRole(os.Getenv(envCache))
 	}
 	pem, err := os.ReadFile(os.Getenv(envCert))
 	if err != nil {
@@ -375,4 +386,47 @@ func readOnlyRole(ctx context.Context, path string) error {
 	}
 	os.Stdout.WriteString("Export in a read-only directory: " + err.Error() + "\n")
 	return nil
+}
+
+// rotateRole runs in a child: another process that rotates every refresh
+// token in the cache (appends "-rotated" to its secret), as an identity
+// provider that rotates refresh tokens makes MSAL do.
+func rotateRole(ctx context.Context, path string) error {
+	c, err := New(path, WithPlaintext())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	target := &countingTarget{}
+	if err := c.Replace(ctx, target, cache.ReplaceHints{}); err != nil {
+		return err
+	}
+	var top map[string]map[string]map[string]any
+	if err := json.Unmarshal(target.data, &top); err != nil {
+		return err
+	}
+	if len(top["RefreshToken"]) == 0 {
+		return errors.New("no refresh token to rotate")
+	}
+	for _, rt := range top["RefreshToken"] {
+		rt["secret"] = fmt.Sprint(rt["secret"]) + "-rotated"
+	}
+	if target.data, err = json.Marshal(top); err != nil {
+		return err
+	}
+	return c.Export(ctx, target, cache.ExportHints{})
+}
+
+// holdLockRole runs in a child: another process that takes the cache's
+// lock, says "locked" and holds it until its stdin is closed.
+func holdLockRole(path string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	unlock, err := lock.New(path + ".lockfile").Lock(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println("locked")
+	io.Copy(io.Discard, os.Stdin)
+	return unlock()
 }

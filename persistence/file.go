@@ -17,9 +17,11 @@ const maxFileSize = 256 << 20
 
 // File is the cache file at one path, sealed by one Protector. Its methods
 // are safe for concurrent use by multiple goroutines; a File holds no state
-// besides its path and Protector, so any number of Files (in any number of
+// besides its path, its Protector and (on Unix) a descriptor of the file
+// that makes Stat cheap, so any number of Files (in any number of
 // processes) may share a path. Writes replace the file atomically; nothing
 // here locks: callers that read-modify-write hold a cross-process lock.
+// Close releases the descriptor.
 type File struct {
 	path  string
 	p     Protector
@@ -100,6 +102,10 @@ func (f *File) Format() Format { return formatOf(f.p) }
 // and no error.
 func (f *File) Stat() (Version, error) { return f.watch.stat(f.path) }
 
+// Close releases the descriptor Stat keeps open. The File stays usable:
+// later calls to Stat stat the path. Close is idempotent.
+func (f *File) Close() error { return f.watch.close() }
+
 // Read reads the whole file, detects its format and returns the plaintext
 // (MSAL JSON) and the Version of exactly the bytes read (taken from the open
 // handle before reading, so any later change gives another Version).
@@ -118,21 +124,41 @@ func (f *File) Read(ctx context.Context) ([]byte, Version, error) {
 // ReadFormat is Read that also returns the format found in the file
 // (FormatNone for a missing file).
 func (f *File) ReadFormat(ctx context.Context) ([]byte, Version, Format, error) {
-	raw, v, err := readFile(ctx, f.path)
+	raw, v, err := f.ReadRaw(ctx)
 	if err != nil || !v.exists {
 		return nil, Version{}, FormatNone, err
 	}
+	pt, fm, err := f.Decode(ctx, raw)
+	if err != nil {
+		return nil, v, fm, err
+	}
+	return pt, v, fm, nil
+}
+
+// ReadRaw reads the file's bytes as they are, sealed, and returns them with
+// the Version of exactly those bytes. A missing file is nil, the zero
+// Version and no error. Decode opens what it read; ReadFormat does both.
+// A caller that knows the plaintext of a plaintext file can compare the
+// bytes and skip Decode.
+func (f *File) ReadRaw(ctx context.Context) ([]byte, Version, error) {
+	return readFile(ctx, f.path)
+}
+
+// Decode detects the format of raw, bytes of the file as ReadRaw returns
+// them, and returns the plaintext and the format, as Read does. It may
+// decrypt in place: raw is not to be used afterwards.
+func (f *File) Decode(ctx context.Context, raw []byte) ([]byte, Format, error) {
 	if len(raw) == 0 {
 		// An empty file is an empty cache: MSAL Node and Python create the
 		// cache file empty before their first write.
-		return []byte{}, v, FormatNone, nil
+		return []byte{}, FormatNone, nil
 	}
 	fm := DetectFormat(raw)
 	pt, err := f.decode(ctx, raw, fm)
 	if err != nil {
-		return nil, v, fm, fmt.Errorf("read %s: %w", f.path, err)
+		return nil, fm, fmt.Errorf("read %s: %w", f.path, err)
 	}
-	return pt, v, fm, nil
+	return pt, fm, nil
 }
 
 func (f *File) decode(ctx context.Context, raw []byte, fm Format) ([]byte, error) {
@@ -229,7 +255,7 @@ func readFile(ctx context.Context, path string) ([]byte, Version, error) {
 		return nil, Version{}, fmt.Errorf("read %s: not a regular file", path)
 	}
 	if fi.Size() > maxFileSize {
-		return nil, Version{}, fmt.Errorf("read %s: %w: the file is %d bytes, too large for a token cache (the limit is %d MiB; MSAL caches are kilobytes to a few megabytes), so it is not read", path, ErrCorrupt, fi.Size(), maxFileSize>>20)
+		return nil, versionOf(fi), fmt.Errorf("read %s: %w: the file is %d bytes, too large for a token cache (the limit is %d MiB; MSAL caches are kilobytes to a few megabytes), so it is not read", path, ErrCorrupt, fi.Size(), maxFileSize>>20)
 	}
 	// One byte more than the size, so a file that has not grown is read in
 	// one call and io.EOF ends the loop without a reallocation.

@@ -7,3 +7,5 @@ package persistence
 type watcher struct{}
 
 func (*watcher) stat(path string) (Version, error) { return statVersion(path) }
+
+func (*watcher) close() error { return nil }

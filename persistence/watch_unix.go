@@ -20,9 +20,10 @@ import (
 // that rewrites the file in place changes its size or mtime, which fstat
 // sees like stat.
 type watcher struct {
-	mu sync.Mutex
-	f  *os.File // the file found at the path when last stat'ed, or nil
-	fd int      // f's descriptor
+	mu     sync.Mutex
+	f      *os.File // the file found at the path when last stat'ed, or nil
+	fd     int      // f's descriptor
+	closed bool     // close was called: keep nothing open
 }
 
 func (w *watcher) stat(path string) (Version, error) {
@@ -37,7 +38,7 @@ func (w *watcher) stat(path string) (Version, error) {
 		w.f = nil
 	}
 	v, err := statVersion(path)
-	if err != nil || !v.exists {
+	if err != nil || !v.exists || w.closed {
 		return v, err
 	}
 	// Keep the file open for the next call, if it is still the one stat'ed.
@@ -51,4 +52,17 @@ func (w *watcher) stat(path string) (Version, error) {
 		}
 	}
 	return v, nil
+}
+
+// close closes the file kept open; later stats stat the path.
+func (w *watcher) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
 }

@@ -58,7 +58,7 @@ stage() {
 packages() {
 	local need=(dbus dbus-daemon dbus-bin gnome-keyring libsecret-tools wine64
 		gcc-mingw-w64-x86-64 spin gcc libc6-dev nodejs npm chromium
-		python3-msal-extensions python3-msal)
+		python3-msal-extensions python3-msal e2fsprogs mount)
 	local missing=() p
 	for p in "${need[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -23,10 +23,11 @@ home account ID and tenant. No account is not an error.`)
 	if err := f.parseNoArgs(args); err != nil {
 		return err
 	}
-	_, accounts, err := f.signedIn(ctx, &o, e)
+	_, c, accounts, err := f.signedIn(ctx, &o, e)
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	if o.json {
 		list := make([]accountJSON, len(accounts))
 		for i, a := range accounts {
@@ -75,16 +76,18 @@ shares it; it needs no --client-id.`)
 		if err != nil {
 			return err
 		}
+		defer c.Close()
 		if err := c.Clear(ctx); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "Signed out everyone: removed %s.\n", c.Path())
 		return nil
 	}
-	app, accounts, err := f.signedIn(ctx, &o, e)
+	app, c, accounts, err := f.signedIn(ctx, &o, e)
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	var remove []public.Account
 	switch {
 	case len(rest) == 1:

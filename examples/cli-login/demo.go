@@ -92,6 +92,7 @@ func (d *demo) run(ctx context.Context, o *options) (err error) {
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	d.say("    %s", c.Path())
 	d.say("    %s", describeProtection(c.Protection()))
 	d.base = []string{"--client-id", demoClientID, "--authority", idp.Authority(), "--ca-file", certFile,

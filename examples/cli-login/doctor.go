@@ -100,6 +100,7 @@ func (d *doctor) check(ctx context.Context, o *options) {
 		d.result()
 		return
 	}
+	defer c.Close()
 	if c.Protection() == "secret-service" {
 		d.line("Secret Service", "available (keyring item %s)", keyringItemName(o))
 	}

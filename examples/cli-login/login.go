@@ -31,6 +31,7 @@ that later 'cli-login token' calls, in any process, need no sign-in.`)
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	res, err := deviceLogin(ctx, app, o.scopeList(), e.stderr)
 	if err != nil {
 		return err

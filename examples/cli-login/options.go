@@ -115,17 +115,21 @@ func (f *flagSet) scopesFlag(o *options) {
 }
 
 // signedIn checks the app flags, opens the app on its cache and lists the
-// signed-in accounts.
-func (f *flagSet) signedIn(ctx context.Context, o *options, e *env) (public.Client, []public.Account, error) {
+// signed-in accounts. The caller closes the cache.
+func (f *flagSet) signedIn(ctx context.Context, o *options, e *env) (public.Client, *msalcache.Cache, []public.Account, error) {
 	if err := f.checkApp(o); err != nil {
-		return public.Client{}, nil, err
+		return public.Client{}, nil, nil, err
 	}
-	app, _, err := o.open(e)
+	app, c, err := o.open(e)
 	if err != nil {
-		return public.Client{}, nil, err
+		return public.Client{}, nil, nil, err
 	}
 	accounts, err := app.Accounts(ctx)
-	return app, accounts, err
+	if err != nil {
+		c.Close()
+		return public.Client{}, nil, nil, err
+	}
+	return app, c, accounts, nil
 }
 
 // parseNoArgs is parse for a command that takes flags only.
@@ -243,7 +247,7 @@ func (o *options) cacheOptions(log *slog.Logger) []msalcache.Option {
 }
 
 // open opens the token cache and the MSAL client on it: this is all the
-// wiring msalcache needs.
+// wiring msalcache needs. The caller closes the cache.
 func (o *options) open(e *env) (public.Client, *msalcache.Cache, error) {
 	c, err := msalcache.New(o.cachePath, o.cacheOptions(warnLogger(e.stderr))...)
 	if err != nil {
@@ -258,12 +262,14 @@ func (o *options) open(e *env) (public.Client, *msalcache.Cache, error) {
 	if o.caFile != "" {
 		hc, err := httpClientTrusting(o.caFile)
 		if err != nil {
+			c.Close()
 			return public.Client{}, nil, err
 		}
 		popts = append(popts, public.WithHTTPClient(hc))
 	}
 	app, err := public.New(o.clientID, popts...)
 	if err != nil {
+		c.Close()
 		return public.Client{}, nil, err
 	}
 	return app, c, nil

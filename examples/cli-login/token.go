@@ -34,10 +34,11 @@ Printing the token is this command's purpose; treat its output as a secret.`)
 	// network when a refresh token is redeemed.
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	app, _, err := o.open(e)
+	app, c, err := o.open(e)
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	acct, err := pickAccount(ctx, app, o.account)
 	if err != nil {
 		return err
