@@ -3,6 +3,7 @@ package lock
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,6 +88,21 @@ func runRole(role string) int {
 			return fail(err)
 		}
 		os.Remove(path)
+		return 0
+
+	case "try": // one Lock with a short timeout: say "locked" or "busy"
+		unlock, err := New(path, WithTimeout(100*time.Millisecond)).Lock(context.Background())
+		switch {
+		case err == nil:
+			fmt.Println("locked")
+			if err := unlock(); err != nil {
+				return fail(err)
+			}
+		case errors.Is(err, context.DeadlineExceeded):
+			fmt.Println("busy")
+		default:
+			return fail(err)
+		}
 		return 0
 
 	case "counter":
@@ -174,7 +190,11 @@ func start(t testing.TB, role string, env ...string) *helper {
 // reap is closed: until then a killed helper stays a zombie on Unix.
 func startReaping(t testing.TB, reap <-chan struct{}, role string, env ...string) *helper {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	exe, err := os.Executable() // not os.Args[0]: a test may change directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), roleEnv+"="+role)
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
@@ -231,6 +251,25 @@ func (h *helper) ready() {
 	case <-time.After(20 * time.Second):
 		h.t.Fatal("helper not ready after 20s")
 	}
+}
+
+// line waits for the helper's next line of output.
+func (h *helper) line() string {
+	h.t.Helper()
+	select {
+	case s := <-h.lines:
+		return strings.TrimSpace(s)
+	case <-h.exited:
+		select {
+		case s := <-h.lines:
+			return strings.TrimSpace(s)
+		default:
+		}
+		h.t.Fatal("helper exited without a line")
+	case <-time.After(20 * time.Second):
+		h.t.Fatal("no line from the helper after 20s")
+	}
+	return ""
 }
 
 // release closes the helper's stdin and waits for it to exit cleanly.

@@ -10,7 +10,10 @@
  *
  * Processes:
  *   1, 2  this package (two processes, or two goroutines: the same thing
- *         here), looping Lock / critical section / unlock;
+ *         here), looping Lock / critical section / unlock; each creation
+ *         is either a link of a locked file that holds our pid (the usual
+ *         way) or, where hard links are unsupported, an O_EXCL create that
+ *         is locked and written afterwards;
  *   3     an O_EXCL-only holder (msal-node-extensions, MSAL Python without
  *         portalocker): create with O_EXCL, write its pid, hold without an
  *         OS lock, delete the file by name;
@@ -112,7 +115,11 @@ proctype Ours(byte me) {
 	:: skip; /* Lock */
 try:		atomic {
 			if
-			:: path == 0 -> alloc(f); open(f); goto created /* O_EXCL create */
+			:: path == 0 -> /* a file without a name (O_TMPFILE, or a private
+				 * file), flocked and with our pid in it, linked to the path:
+				 * fails if it exists, like O_EXCL; ours from the first moment */
+				alloc(f); open(f); ino[f].flock = me; ino[f].owner = me; goto own
+			:: path == 0 -> alloc(f); open(f); goto created /* no hard links: O_EXCL create */
 			:: else
 			fi
 		}
