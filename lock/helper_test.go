@@ -286,8 +286,8 @@ func (h *helper) wait() {
 		if err != nil {
 			h.t.Fatalf("helper: %v", err)
 		}
-	case <-time.After(60 * time.Second):
-		h.t.Fatal("helper did not exit within 60s")
+	case <-time.After(5 * time.Minute):
+		h.t.Fatal("helper did not exit within 5 minutes")
 	}
 }
 
