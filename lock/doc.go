@@ -14,12 +14,15 @@
 // Lock creates the lock file exclusively (mode 0600, missing directories
 // 0700), takes an exclusive OS lock on the file it created (flock(2) on
 // Unix, LockFileEx on Windows), checks that the path still names that file,
-// and writes "pid argv0" into it. On Unix the exclusive create is a hard
-// link of a private file that already holds "pid argv0" and the OS lock
-// (link(2) fails if the name exists, as O_CREAT|O_EXCL does), so the lock
-// file is never seen empty and a holder killed at any moment is recovered
-// at once; where hard links are unsupported it is O_CREAT|O_EXCL. On
-// Windows it is CREATE_NEW with FILE_FLAG_DELETE_ON_CLOSE.
+// and writes "pid argv0" into it. On Unix the exclusive create is a link of
+// a file without a name that already holds "pid argv0" and the OS lock
+// (linkat(2) fails if the name exists, as O_CREAT|O_EXCL does), so the lock
+// file is never seen empty, a holder killed at any moment is recovered at
+// once, and the lock is ours from the moment the file has its name. The
+// file without a name is an O_TMPFILE file on Linux; elsewhere, and on file
+// systems without O_TMPFILE, a private file in the same directory, unlinked
+// once linked; where hard links are unsupported the create is
+// O_CREAT|O_EXCL. On Windows it is CREATE_NEW.
 // Unlock deletes the file while still holding the OS lock, then unlocks and
 // closes it.
 //
@@ -50,8 +53,7 @@
 // Among processes and goroutines using this package, at most one holds the
 // lock at a time, on Linux, macOS, the BSDs and Windows, and a holder that
 // dies (crash, SIGKILL, TerminateProcess) is replaced at the next poll: its
-// OS lock is dropped by the kernel and its pid is dead (on Windows the file
-// is even deleted, by FILE_FLAG_DELETE_ON_CLOSE). Tests: 8 processes × 250
+// OS lock is dropped by the kernel and its pid is dead. Tests: 8 processes × 250
 // and 16 goroutines × 250 read-modify-write critical sections with an
 // O_EXCL marker inside; takeover of a killed holder within 1 s; all on Linux
 // under -race and on Windows under Wine.
@@ -65,11 +67,13 @@
 //   - MSAL Python with portalocker (flock on Unix, LockFileEx on Windows),
 //     and AzureAD's Go extension (gofrs/flock: flock, or LockFileEx on byte
 //     0): excluded both ways by the OS lock, which we take on byte 0 on
-//     Windows, inside their ranges.
+//     Windows, inside their ranges. On Windows they open the file without
+//     sharing delete access; our handles ask for none, so their open
+//     succeeds and their lock waits (see Windows below).
 //   - .NET MsalCacheHelper (FileShare.None and DeleteOnClose; flock on
 //     Unix): on Unix by the OS lock; on Windows its open fails while we hold
-//     the file, and ours while it does (a sharing violation, which we wait
-//     out).
+//     the file, and ours while it does (a sharing violation, which each side
+//     waits out: .NET retries).
 //
 // # Limits
 //
@@ -102,13 +106,23 @@
 // # Windows
 //
 // The lock file is opened with CreateFile rather than os.OpenFile, to share
-// delete access (the holder deletes the file while waiters have it open)
-// and to delete through the held handle (never by name). A deleted file
-// keeps its name until every handle is closed; meanwhile opening it fails
-// with access denied, which Lock treats as busy. POSIX delete semantics are
-// used where available (Windows 10 1809 and later; not Wine). The byte-range
-// lock is mandatory, so others cannot read byte 0 of a held file: our pid
-// follows a leading space and a waiter reads from byte 1.
+// delete access (the holder deletes the file while waiters have it open).
+// The lock handle asks for read and write access only, and the file is not
+// delete-on-close: either would make the open of gofrs/flock and portalocker,
+// which do not share delete access, fail with a sharing violation instead
+// of waiting for the lock. Unlock deletes the file through a second handle
+// opened for that alone, after checking it names the file we hold (never
+// blindly by name). While a waiter of those libraries keeps the file open,
+// that open fails: after a few tries within milliseconds, Unlock leaves the
+// file, empty and dated in the past, which every reader of this protocol
+// takes as free (an empty file older than a second) and adopts at once. A
+// deleted file keeps its name until every handle is closed; meanwhile
+// opening it fails with access denied, which Lock treats as busy. POSIX
+// delete semantics are used where available (Windows 10 1809 and later; not
+// Wine). A holder that dies leaves its file with its dead pid, adopted at
+// the next poll. The byte-range lock is mandatory, so others cannot read
+// byte 0 of a held file: our pid follows a leading space and a waiter reads
+// from byte 1.
 //
 // gofrs/flock is not used directly: it opens the file by path itself and
 // does not expose its handle, while the protocol must lock exactly the file
@@ -118,10 +132,11 @@
 //
 // # Cost
 //
-// An uncontended Lock costs what creating, writing and deleting a small file
-// costs on the file system, plus a flock: the O_EXCL create is what every
-// sister library understands. Measured figures, against a bare gofrs/flock,
-// are in the Performance table of the README
-// (https://github.com/msalcache/msalcache#performance), the one place they are
-// kept.
+// An uncontended Lock and unlock costs a create, a write and a delete of
+// the lock file, which a lock file the sister libraries understand requires,
+// plus two flock calls and two stats; BenchmarkLock, BenchmarkFlock (bare
+// gofrs/flock) and BenchmarkExclFloor (the create, write and delete alone)
+// measure it. The figures of one run are in the Performance table of the
+// README (https://github.com/msalcache/msalcache#performance), the one place
+// they are kept.
 package lock

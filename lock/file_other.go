@@ -17,7 +17,9 @@ func unsupported(op, path string) error {
 	return &fs.PathError{Op: op, Path: path, Err: errors.ErrUnsupported}
 }
 
-func createExclusive(path string, _ []byte) (*os.File, error) { return nil, unsupported("lock", path) }
+func createExclusive(path string, _ []byte) (newFile, error) {
+	return newFile{}, unsupported("lock", path)
+}
 func openExisting(path string) (*os.File, error)              { return nil, unsupported("lock", path) }
 func isTransient(error) bool                                  { return false }
 func tryLockFile(f *os.File) (bool, error)                    { return false, unsupported("lock", f.Name()) }

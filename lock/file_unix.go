@@ -25,18 +25,31 @@ const contentPrefix = ""
 
 // createExclusive creates the lock file at path, failing if it exists, with
 // content in it and our OS lock on it from the first moment it has its name:
-// a private file is written and flocked first, then hard-linked to path
-// (link(2) fails if path exists, like O_EXCL, and is atomic on NFS too).
-// So a holder killed at any moment leaves either no lock file, or one with
-// its pid in it whose OS lock the kernel dropped, which the next process
-// recovers at once; never an empty file, which could be an O_EXCL holder
-// that has not written its pid yet and is given a second's grace. Where
-// hard links are not supported it falls back to O_CREAT|O_EXCL.
+// a file without a name is written and flocked first, then linked to path
+// (linkat(2) fails if path exists, like O_EXCL). So a holder killed at any
+// moment leaves either no lock file, or one with its pid in it whose OS lock
+// the kernel dropped, which the next process recovers at once; never an
+// empty file, which could be an O_EXCL holder that has not written its pid
+// yet and is given a second's grace.
 //
-// A process killed between creating the private file and removing its name
-// leaves a small ".<name>.new-*" file behind.
-func createExclusive(path string, content []byte) (*os.File, error) {
+// The file without a name is an O_TMPFILE file on Linux (see
+// createUnnamed). Elsewhere, or where the file system does not support
+// O_TMPFILE, it is a private file in the same directory, unlinked once
+// linked (link(2) is atomic on NFS too); a process killed between creating
+// and unlinking it leaves a small ".<name>.new-*" file behind. Where hard
+// links are not supported it falls back to O_CREAT|O_EXCL, and the caller
+// locks the file and writes the pid.
+func createExclusive(path string, content []byte) (newFile, error) {
 	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if !noUnnamed {
+		f, err := createUnnamed(dir, path, content)
+		if !errors.Is(err, errNoUnnamed) {
+			return ready(f, err)
+		}
+	}
 	f, err := os.CreateTemp(dir, "."+name+".new-*")
 	if err != nil {
 		// Name the lock file, not the private one, in the error.
@@ -44,7 +57,7 @@ func createExclusive(path string, content []byte) (*os.File, error) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return newFile{}, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	linked := false
 	defer func() {
@@ -54,24 +67,49 @@ func createExclusive(path string, content []byte) (*os.File, error) {
 		}
 	}()
 	if err := flockFile(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return nil, &fs.PathError{Op: "flock", Path: f.Name(), Err: err}
+		return newFile{}, &fs.PathError{Op: "flock", Path: f.Name(), Err: err}
 	}
 	if _, err := f.Write(content); err != nil {
-		return nil, err
+		return newFile{}, err
 	}
 	switch err := os.Link(f.Name(), path); {
 	case err == nil:
 		linked = true
-		return f, nil
+		return ready(f, nil)
 	case errors.Is(err, fs.ErrExist):
-		return nil, err
+		return newFile{}, err
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP),
 		errors.Is(err, unix.EXDEV), errors.Is(err, unix.EMLINK), errors.Is(err, unix.ENOSYS):
 		// No hard links here (FAT, some FUSE and SMB mounts).
-		return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		return newFile{f: f}, err
 	default:
-		return nil, err
+		return newFile{}, err
 	}
+}
+
+// errNoUnnamed says that createUnnamed cannot work here: no O_TMPFILE (not
+// Linux, or not this file system), or no way to link the file.
+var errNoUnnamed = errors.New("lock: no unnamed files here")
+
+// noUnnamed makes createExclusive skip createUnnamed: tests of the fallback
+// set it.
+var noUnnamed = false
+
+// ready returns a file that createUnnamed or a private link made: locked,
+// with our pid, named by path since it was linked.
+func ready(f *os.File, err error) (newFile, error) {
+	if err != nil {
+		return newFile{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		// It is linked and ours: release it as unlock would.
+		os.Remove(f.Name())
+		f.Close()
+		return newFile{}, err
+	}
+	return newFile{f: f, ready: true, fi: fi}, nil
 }
 
 func openExisting(path string) (*os.File, error) {
@@ -107,18 +145,21 @@ func flockFile(f *os.File, how int) error {
 		return err
 	}
 	var ferr error
-	err = rc.Control(func(fd uintptr) {
-		for {
-			ferr = unix.Flock(int(fd), how)
-			if ferr != unix.EINTR {
-				return
-			}
-		}
-	})
+	err = rc.Control(func(fd uintptr) { ferr = flockFd(int(fd), how) })
 	if err != nil {
 		return err
 	}
 	return ferr
+}
+
+// flockFd calls flock(2), again if a signal interrupts it.
+func flockFd(fd, how int) error {
+	for {
+		err := unix.Flock(fd, how)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // deleteHeld removes the lock file we hold. Unix deletes by name, so check

@@ -24,8 +24,9 @@ type pathMutex struct {
 	refs int
 }
 
-// lock takes the mutex of key or returns ctx.Err(). Call unlock once.
-func (ms *mutexes) lock(ctx context.Context, key string) (unlock func(), err error) {
+// lock takes the mutex of key, or returns ctx().Err() if it has to wait
+// and ctx() is done first. ctx is called only to wait. Call unlock once.
+func (ms *mutexes) lock(ctx func() context.Context, key string) (unlock func(), err error) {
 	ms.mu.Lock()
 	m := ms.m[key]
 	if m == nil {
@@ -38,6 +39,7 @@ func (ms *mutexes) lock(ctx context.Context, key string) (unlock func(), err err
 	select {
 	case m.slot <- struct{}{}:
 	default:
+		ctx := ctx()
 		select {
 		case m.slot <- struct{}{}:
 		case <-ctx.Done():

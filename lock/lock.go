@@ -33,14 +33,14 @@ const (
 // It is not reentrant: a goroutine that calls Lock again before unlocking
 // waits for itself until the timeout.
 type Lock struct {
-	path    string
-	key     string // absolute path: the key of the in-process mutex
+	path    string // absolute, so that a change of directory changes nothing
 	timeout time.Duration
 	owner   []byte // what we write into the lock file
 }
 
 // New returns a Lock on the lock file at path (the cache uses
-// "<cache path>.lockfile"). It touches nothing on disk.
+// "<cache path>.lockfile"). A relative path is taken relative to the
+// current directory now, when New is called. New touches nothing on disk.
 func New(path string, opts ...Option) *Lock {
 	c := config{timeout: DefaultTimeout}
 	for _, o := range opts {
@@ -49,14 +49,15 @@ func New(path string, opts ...Option) *Lock {
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
-	key, err := filepath.Abs(path)
-	if err != nil {
-		key = filepath.Clean(path)
+	if path != "" {
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
 	}
-	return &Lock{path: path, key: key, timeout: c.timeout, owner: ownerLine()}
+	return &Lock{path: path, timeout: c.timeout, owner: ownerLine()}
 }
 
-// Path returns the path of the lock file.
+// Path returns the absolute path of the lock file.
 func (l *Lock) Path() string { return l.path }
 
 // Lock waits until it holds the lock, and returns the function that
@@ -74,17 +75,14 @@ func (l *Lock) Lock(ctx context.Context) (unlock func() error, err error) {
 		return nil, errors.New("lock: empty lock file path")
 	}
 	start := time.Now()
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, l.timeout)
-		defer cancel()
-	}
+	w := &waitContext{ctx: ctx, deadline: start.Add(l.timeout)}
+	defer w.stop()
 
-	unlockProcess, err := inProcess.lock(ctx, l.key)
+	unlockProcess, err := inProcess.lock(w.get, l.path)
 	if err != nil {
-		return nil, l.waitError(ctx, start, holder{goroutine: true})
+		return nil, l.waitError(w.get(), start, holder{goroutine: true})
 	}
-	h, err := l.acquire(ctx, start)
+	h, err := l.acquire(w, start)
 	if err != nil {
 		unlockProcess()
 		return nil, err
@@ -97,6 +95,41 @@ func (l *Lock) Lock(ctx context.Context) (unlock func() error, err error) {
 		defer unlockProcess()
 		return h.release()
 	}, nil
+}
+
+// A waitContext is the context Lock waits with: the caller's, bounded by
+// the Lock's timeout if it has no deadline. The bound is made at the first
+// wait, so that a lock taken at once costs no timer.
+type waitContext struct {
+	ctx      context.Context
+	deadline time.Time
+	cancel   context.CancelFunc
+}
+
+func (w *waitContext) get() context.Context {
+	if w.cancel == nil {
+		w.cancel = func() {}
+		if _, ok := w.ctx.Deadline(); !ok {
+			w.ctx, w.cancel = context.WithDeadline(w.ctx, w.deadline)
+		}
+	}
+	return w.ctx
+}
+
+func (w *waitContext) stop() {
+	if w.cancel != nil {
+		w.cancel()
+	}
+}
+
+// A newFile is a lock file that createExclusive created.
+type newFile struct {
+	f *os.File
+	// ready says that f was OS-locked, with our pid in it, before it had
+	// its name: nobody else can have held it, so the lock is ours, and fi
+	// is its identity. Otherwise f still needs its OS lock and our pid.
+	ready bool
+	fi    fs.FileInfo
 }
 
 // held is a lock file this process holds: created or adopted, OS-locked,
@@ -128,7 +161,7 @@ func (h *held) release() error {
 
 // acquire runs the file protocol until it holds the lock file, ctx is done,
 // or an error says waiting cannot help.
-func (l *Lock) acquire(ctx context.Context, start time.Time) (*held, error) {
+func (l *Lock) acquire(w *waitContext, start time.Time) (*held, error) {
 	var (
 		seen    holder   // the latest holder observed, for the timeout error
 		created *os.File // a file we created but could not OS-lock yet
@@ -144,10 +177,12 @@ func (l *Lock) acquire(ctx context.Context, start time.Time) (*held, error) {
 	}()
 	for {
 		if created == nil {
-			f, err := createExclusive(l.path, l.owner)
+			nf, err := createExclusive(l.path, l.owner)
 			switch {
+			case err == nil && nf.ready:
+				return &held{f: nf.f, path: l.path, fi: nf.fi}, nil
 			case err == nil:
-				created = f
+				created = nf.f
 			case errors.Is(err, fs.ErrNotExist) && !madeDir:
 				madeDir = true
 				if err := os.MkdirAll(filepath.Dir(l.path), 0o700); err != nil {
@@ -168,7 +203,7 @@ func (l *Lock) acquire(ctx context.Context, start time.Time) (*held, error) {
 						return nil, fmt.Errorf("lock: cannot create the lock file (is its directory writable?): %w", createErr)
 					}
 				}
-				if again && ctx.Err() == nil {
+				if again && w.get().Err() == nil {
 					continue
 				}
 			default:
@@ -182,7 +217,7 @@ func (l *Lock) acquire(ctx context.Context, start time.Time) (*held, error) {
 			}
 			if again {
 				created = nil
-				if ctx.Err() == nil {
+				if w.get().Err() == nil {
 					continue
 				}
 			}
@@ -195,6 +230,7 @@ func (l *Lock) acquire(ctx context.Context, start time.Time) (*held, error) {
 		} else {
 			timer.Reset(d)
 		}
+		ctx := w.get()
 		select {
 		case <-ctx.Done():
 			if created != nil {

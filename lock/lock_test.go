@@ -192,8 +192,10 @@ func TestFlockHolder(t *testing.T) {
 }
 
 // TestExcludesOthers: while we hold the lock, an O_EXCL locker
-// (msal-node-extensions, MSAL Python without portalocker) and an OS-lock
-// locker (gofrs/flock, portalocker, .NET on Unix) both fail.
+// (msal-node-extensions, MSAL Python without portalocker) finds the file,
+// and an OS-lock locker (gofrs/flock, portalocker, .NET on Unix) finds it
+// locked: TryLock says false, without an error (an error, such as a sharing
+// violation on Windows, makes gofrs/flock's callers fail instead of wait).
 func TestExcludesOthers(t *testing.T) {
 	path := lockPath(t)
 	unlock, err := New(path).Lock(context.Background())
@@ -208,11 +210,58 @@ func TestExcludesOthers(t *testing.T) {
 		t.Errorf("O_EXCL create while held: %v, want it to exist", err)
 	}
 	fl := flock.New(path)
-	if ok, err := fl.TryLock(); ok {
+	ok, err := fl.TryLock()
+	if ok {
 		fl.Unlock()
 		t.Error("gofrs/flock got the lock while we held it")
-	} else {
-		t.Logf("gofrs/flock TryLock while held: ok=false, err=%v", err)
+	}
+	if err != nil {
+		t.Errorf("gofrs/flock TryLock while held: %v; want false and no error", err)
+	}
+}
+
+// TestRelativePath: a Lock made with a relative path locks the file in the
+// directory that was current when New was called, whatever the current
+// directory is when Lock runs, and creates nothing anywhere else: not in the
+// new current directory, not in the temporary directory.
+func TestRelativePath(t *testing.T) {
+	dir := testdir.New(t)
+	elsewhere := testdir.New(t)
+	// No temporary directory: a file created through it fails to create.
+	for _, v := range []string{"TMPDIR", "TMP", "TEMP"} {
+		t.Setenv(v, filepath.Join(elsewhere, "no-such-dir"))
+	}
+	t.Chdir(dir)
+	l := New("cache.lockfile")
+	t.Chdir(elsewhere)
+
+	unlock, err := l.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(dir, "cache.lockfile")
+	if got := readPID(t, want); got != os.Getpid() {
+		t.Errorf("%s names pid %d, want ours %d", want, got, os.Getpid())
+	}
+	if l.Path() != want {
+		t.Errorf("Path() = %q, want %q", l.Path(), want)
+	}
+	// Another process locking the absolute path is excluded.
+	h := start(t, "try", pathEnv+"="+want)
+	if line := h.line(); line != "busy" {
+		t.Errorf("another process locking %s while we hold it: %q, want busy", want, line)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, elsewhere} {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			t.Errorf("left behind in %s: %s", d, e.Name())
+		}
 	}
 }
 
@@ -295,9 +344,9 @@ func TestTimeout(t *testing.T) {
 	h.ready()
 	holder := fmt.Sprintf("held by pid %d (for ", h.pid())
 
-	check := func(t *testing.T, l *Lock, ctx context.Context, want time.Duration, wantErr error) {
+	// begin is taken before the ctx's deadline or cancel is set up.
+	check := func(t *testing.T, begin time.Time, l *Lock, ctx context.Context, want time.Duration, wantErr error) {
 		t.Helper()
-		begin := time.Now()
 		unlock, err := l.Lock(ctx)
 		if err == nil {
 			unlock()
@@ -316,17 +365,19 @@ func TestTimeout(t *testing.T) {
 		t.Log(err)
 	}
 	t.Run("option", func(t *testing.T) {
-		check(t, New(path, WithTimeout(300*time.Millisecond)), context.Background(), 300*time.Millisecond, context.DeadlineExceeded)
+		check(t, time.Now(), New(path, WithTimeout(300*time.Millisecond)), context.Background(), 300*time.Millisecond, context.DeadlineExceeded)
 	})
 	t.Run("deadline", func(t *testing.T) {
+		begin := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		check(t, New(path, WithTimeout(time.Hour)), ctx, 200*time.Millisecond, context.DeadlineExceeded)
+		check(t, begin, New(path, WithTimeout(time.Hour)), ctx, 200*time.Millisecond, context.DeadlineExceeded)
 	})
 	t.Run("cancel", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
+		begin := time.Now()
 		time.AfterFunc(200*time.Millisecond, cancel)
-		check(t, New(path), ctx, 200*time.Millisecond, context.Canceled)
+		check(t, begin, New(path), ctx, 200*time.Millisecond, context.Canceled)
 	})
 }
 

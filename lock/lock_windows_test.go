@@ -3,9 +3,11 @@ package lock
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/gofrs/flock"
 	"golang.org/x/sys/windows"
 )
 
@@ -75,4 +77,61 @@ func TestDotNetHolder(t *testing.T) {
 	if !errors.Is(err, windows.ERROR_SHARING_VIOLATION) {
 		t.Errorf(".NET-style open while held: %v, want a sharing violation", err)
 	}
+}
+
+// TestFlockWaiter: gofrs/flock (AzureAD's Go extension) opens the lock file
+// without sharing delete access. While we hold the lock, its blocking Lock
+// must wait, not fail with a sharing violation; it gets the lock when we
+// unlock, and we wait for it in turn. The file it keeps open could not be
+// deleted at our unlock: it is left empty and dated in the past, which
+// says "no holder", so we adopt it at once when gofrs/flock lets go.
+func TestFlockWaiter(t *testing.T) {
+	path := lockPath(t)
+	unlock, err := New(path).Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := flock.New(path)
+	got := make(chan error, 1)
+	go func() { got <- fl.Lock() }()
+	select {
+	case err := <-got:
+		unlock()
+		if err == nil {
+			fl.Unlock()
+			t.Fatal("gofrs/flock got the lock while we held it")
+		}
+		t.Fatalf("gofrs/flock Lock while we held the lock: %v; want it to wait", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := unlock(); err != nil {
+		t.Errorf("unlock with a gofrs/flock waiter: %v", err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("gofrs/flock Lock after we unlocked: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("gofrs/flock did not get the lock within 10s of our unlock")
+	}
+	// gofrs/flock's handle does not share delete access: the file stays.
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != 0 || time.Since(fi.ModTime()) < staleEmpty {
+		t.Errorf("lock file left at our unlock: %d bytes, modified %v ago; want empty and older than %v",
+			fi.Size(), time.Since(fi.ModTime()), staleEmpty)
+	}
+
+	ch := lockAsync(context.Background(), New(path))
+	mustBlock(t, ch, 300*time.Millisecond)
+	released := time.Now()
+	if err := fl.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	r := mustGet(t, ch, 10*time.Second)
+	t.Logf("got the lock %v after gofrs/flock let go", r.at.Sub(released))
+	fl.Close()
 }

@@ -128,6 +128,20 @@ func Merge(base, ours, theirs *Snapshot) *Snapshot {
 			out.Sections[name] = section
 		}
 	}
+	// A name can be a section in one input and a scalar in another, and
+	// the merges above may then keep both, which one JSON object cannot
+	// hold. Only a name this process changed can end up so (one we did not
+	// touch is theirs, of one kind), so our kind wins, as our changes do.
+	for name := range out.Scalars {
+		if _, both := out.Sections[name]; !both {
+			continue
+		}
+		if _, ourScalar := ours.Scalars[name]; ourScalar {
+			delete(out.Sections, name)
+		} else {
+			delete(out.Scalars, name)
+		}
+	}
 	out.Raw = out.Encode()
 	// The file now holds every entry in its canonical form.
 	out.Seen = map[string]string{}
@@ -197,7 +211,7 @@ func (s *Snapshot) Encode() []byte {
 	names := slices.Sorted(maps.Keys(s.Sections))
 	names = append(names, slices.Sorted(maps.Keys(s.Scalars))...)
 	slices.Sort(names)
-	names = slices.Compact(names) // a name that is a scalar in one input and a section in another
+	names = slices.Compact(names) // never both after Parse or Merge; the scalar wins
 	for _, name := range names {
 		field(name)
 		if v, ok := s.Scalars[name]; ok {

@@ -36,7 +36,7 @@ for cfg in "-DNO_OSLOCK" "-DNO_EXCL" "-DNO_OSLOCK -DNO_EXCL"; do
 		fail=1
 	fi
 done
-for cfg in "-DNO_OSLOCK -DNO_IDENTITY" "-DNO_EXCL -DNO_IDENTITY" "-DNO_OSLOCK -DNO_LIVENESS" "-DNO_EXCL -DDOTNET_WINDOW"; do
+for cfg in "-DNO_OSLOCK -DNO_IDENTITY" "-DNO_EXCL -DNO_IDENTITY" "-DNO_OSLOCK -DNO_LIVENESS" "-DNO_EXCL -DLINK_UNLOCKED" "-DNO_EXCL -DDOTNET_WINDOW"; do
 	n=$(run $cfg)
 	if [ "$n" != 0 ]; then
 		echo "ok    variant caught ($cfg)"

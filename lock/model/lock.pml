@@ -10,7 +10,10 @@
  *
  * Processes:
  *   1, 2  this package (two processes, or two goroutines: the same thing
- *         here), looping Lock / critical section / unlock;
+ *         here), looping Lock / critical section / unlock; each creation
+ *         is either a link of a locked file that holds our pid (the usual
+ *         way) or, where hard links are unsupported, an O_EXCL create that
+ *         is locked and written afterwards;
  *   3     an O_EXCL-only holder (msal-node-extensions, MSAL Python without
  *         portalocker): create with O_EXCL, write its pid, hold without an
  *         OS lock, delete the file by name;
@@ -39,6 +42,8 @@
  *   NO_IDENTITY    we skip the check that the path still names the file we
  *                  locked;
  *   NO_LIVENESS    we take over a file whose pid is alive;
+ *   LINK_UNLOCKED  we link our file before we flock it, and take it as
+ *                  ours without checking that the path still names it;
  *   DOTNET_WINDOW  process 4's open and flock are separate steps, as they
  *                  really are: a release that deletes the file between them
  *                  leaves it holding a deleted file. This window (between
@@ -112,7 +117,15 @@ proctype Ours(byte me) {
 	:: skip; /* Lock */
 try:		atomic {
 			if
-			:: path == 0 -> alloc(f); open(f); goto created /* O_EXCL create */
+			:: path == 0 -> /* a file without a name (O_TMPFILE, or a private
+				 * file), flocked and with our pid in it, linked to the path:
+				 * fails if it exists, like O_EXCL; ours from the first moment */
+#ifndef LINK_UNLOCKED
+				alloc(f); open(f); ino[f].flock = me; ino[f].owner = me; goto own
+#else
+				alloc(f); open(f); ino[f].owner = me; goto lockafter
+#endif
+			:: path == 0 -> alloc(f); open(f); goto created /* no hard links: O_EXCL create */
 			:: else
 			fi
 		}
@@ -148,6 +161,10 @@ created:	atomic { ino[f].flock == 0 -> ino[f].flock = me } /* wait for the OS lo
 		fi;
 #endif
 		goto own;
+#ifdef LINK_UNLOCKED
+lockafter:	atomic { ino[f].flock == 0 -> ino[f].flock = me }
+		goto own;
+#endif
 adopt:
 #ifndef NO_IDENTITY
 		/* the path still names it? Checked after the pid: an O_EXCL holder
