@@ -58,10 +58,9 @@ var casSHA = func() string {
 //
 // A Store is safe for concurrent use by multiple goroutines.
 type Store struct {
-	client  rueidis.Client
-	log     *slog.Logger
-	closed  atomic.Bool
-	cluster bool
+	client rueidis.Client
+	log    *slog.Logger
+	closed atomic.Bool
 
 	mu        sync.Mutex                         // serializes Notify
 	listeners atomic.Pointer[[]func(key string)] // replaced, never changed
@@ -90,7 +89,7 @@ func Open(url string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{log: cfg.log, cluster: len(tgt.addrs) > 1}
+	s := &Store{log: cfg.log}
 	opt := rueidis.ClientOption{
 		InitAddress: tgt.addrs,
 		Username:    tgt.user,
@@ -245,8 +244,9 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 // deletion) after this Store loaded it, and with "" when the connection to
 // a server is lost or closed or a database is flushed: the client-side
 // cache was dropped then, and values loaded afterwards are tracked again on
-// the new connection. f runs on the connection's reading goroutine: it must
-// return quickly and not call the Store. Each call adds a listener (one per
+// the new connection. f runs on the reading goroutine of a connection (one
+// per server: those of a cluster's nodes may call it at the same time); it
+// must return quickly and not call the Store. Each call adds a listener (one per
 // Cache sharing the Store); every listener hears every key.
 func (s *Store) Notify(f func(key string)) {
 	s.mu.Lock()
