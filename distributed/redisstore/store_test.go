@@ -128,7 +128,8 @@ func TestOpenBadURL(t *testing.T) {
 		{"redis://user:s3cret@h1:1/2?addr=h2:2", "only database 0"},
 		{"redis://user:s3cret@h1:1?addr=h2:x", "addr=h2:x"},
 		{"redis://user:s3cret@h1:1?addr=", "no host"},
-		{"redis://user:s3cr et@h1:1", "redis://user:xxxxx@h1:1"},
+		{"redis://user:s3cr/et@h1:1/x", "redis://user:xxxxx@h1:1/x"},
+		{"redis://user:s3cret@h1:1/2@", "no host"},
 		{"redis://u:s3cret@[::1", "missing ']'"},
 		{"redis://h:1#frag", "fragment"},
 	} {
@@ -158,6 +159,21 @@ func TestParseURL(t *testing.T) {
 	if !tgt.tls || tgt.user != "me" || tgt.password != "pw" || tgt.db != 3 || tgt.host != "example.com" ||
 		!slices.Equal(tgt.addrs, []string{"example.com:6379"}) {
 		t.Errorf("parseURL = %+v", tgt)
+	}
+	// Special characters in a password, percent-encoded or not.
+	for raw, want := range map[string]string{
+		"redis://me:p/a?s#s@w:rd@host:1/2": "p/a?s#s@w:rd",
+		"redis://me:p%2Fa%40b@host:1/2":    "p/a@b",
+		"redis://me:100%@host:1/2":         "100%",
+	} {
+		tgt, err := parseURL(raw)
+		if err != nil {
+			t.Errorf("parseURL(%q): %v", raw, err)
+			continue
+		}
+		if tgt.user != "me" || tgt.password != want || tgt.db != 2 || tgt.addrs[0] != "host:1" {
+			t.Errorf("parseURL(%q) = %+v, want password %q", raw, tgt, want)
+		}
 	}
 	tgt, err = parseURL("redis://h1:7001?addr=h2:7002&addr=[::1]:7003&addr=h4")
 	if err != nil {

@@ -19,33 +19,41 @@ type target struct {
 	redacted       string // the URL without its password, for messages
 }
 
-// parseURL parses the URL forms documented on Open. Its errors never
-// contain the password.
+// parseURL parses the URL forms documented on Open. The user information
+// is split off first, at the last "@", so that a password holding "/", "?",
+// "#" or "@" (not percent-encoded) is still read whole and no other part of
+// the URL, and so no error message, can contain a piece of it.
 func parseURL(raw string) (target, error) {
 	var t target
 	t.redacted = redact(raw)
 	bad := func(format string, args ...any) (target, error) {
 		return target{}, fmt.Errorf("redisstore: URL %q: %s", t.redacted, fmt.Sprintf(format, args...))
 	}
-	u, err := url.Parse(raw)
+	scheme, rest, ok := strings.Cut(raw, "://")
+	switch {
+	case !ok:
+		return bad("no scheme: want redis://host:port or rediss://host:port")
+	case scheme == "redis":
+	case scheme == "rediss":
+		t.tls = true
+	default:
+		return bad("scheme %q: want redis:// or rediss://", scheme)
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		user, password, _ := strings.Cut(rest[:at], ":")
+		t.user, t.password = unescape(user), unescape(password)
+		rest = rest[at+1:]
+	}
+	u, err := url.Parse(scheme + "://" + rest)
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
-			err = uerr.Err // url.Error repeats the URL, password included
+			err = uerr.Err
 		}
 		return bad("%v", err)
 	}
-	switch u.Scheme {
-	case "redis":
-	case "rediss":
-		t.tls = true
-	case "":
-		return bad("no scheme: want redis://host:port or rediss://host:port")
-	default:
-		return bad("scheme %q: want redis:// or rediss://", u.Scheme)
-	}
-	if u.Opaque != "" || u.Host == "" {
-		return bad("no host: want %s://host:port", u.Scheme)
+	if u.Host == "" {
+		return bad("no host: want %s://host:port", scheme)
 	}
 	if u.Fragment != "" {
 		return bad("unexpected fragment #%s", u.Fragment)
@@ -56,10 +64,6 @@ func parseURL(raw string) (target, error) {
 	}
 	t.host = u.Hostname()
 	t.addrs = []string{addr}
-	if u.User != nil {
-		t.user = u.User.Username()
-		t.password, _ = u.User.Password()
-	}
 	if p := strings.TrimPrefix(u.Path, "/"); p != "" {
 		db, err := strconv.Atoi(p)
 		if err != nil || db < 0 {
@@ -89,6 +93,15 @@ func parseURL(raw string) (target, error) {
 	return t, nil
 }
 
+// unescape decodes percent-encoding, or returns s as it is when it is not
+// valid percent-encoding (a password with a bare "%").
+func unescape(s string) string {
+	if d, err := url.PathUnescape(s); err == nil {
+		return d
+	}
+	return s
+}
+
 // hostPort checks host[:port] and adds the default port.
 func hostPort(s string) (string, error) {
 	host, port, err := net.SplitHostPort(s)
@@ -105,17 +118,15 @@ func hostPort(s string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// redact replaces the password of a URL, parseable or not, with "xxxxx".
+// redact replaces the password of a URL (what parseURL reads as the
+// password: from the first ":" after the scheme to the last "@") with
+// "xxxxx".
 func redact(raw string) string {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		return raw
 	}
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	at := strings.LastIndex(rest[:end], "@")
+	at := strings.LastIndex(rest, "@")
 	if at < 0 {
 		return raw
 	}
