@@ -57,11 +57,11 @@ func (g *signer) sign(claims map[string]any) string {
 // jwk is the public signing key as a JSON Web Key (RFC 7517).
 func (g *signer) jwk() map[string]string {
 	enc := base64.RawURLEncoding
-	pub := g.key.PublicKey
-	x := make([]byte, 32)
-	y := make([]byte, 32)
-	pub.X.FillBytes(x)
-	pub.Y.FillBytes(y)
+	pub, err := g.key.PublicKey.Bytes() // 0x04 || X || Y
+	if err != nil || len(pub) != 65 {
+		panic("fakeidp: a P-256 key without an uncompressed encoding")
+	}
+	x, y := pub[1:33], pub[33:]
 	return map[string]string{
 		"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": g.kid,
 		"x": enc.EncodeToString(x), "y": enc.EncodeToString(y),
