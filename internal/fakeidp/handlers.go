@@ -18,20 +18,28 @@ const maxBody = 64 << 10
 // Grant types accepted by the token endpoint. MSAL Go sends the short
 // "device_code"; RFC 8628 names the URN.
 const (
-	grantDeviceCode    = "device_code"
-	grantDeviceCodeURN = "urn:ietf:params:oauth:grant-type:device_code"
-	grantRefreshToken  = "refresh_token"
-	grantPassword      = "password"
+	grantDeviceCode        = "device_code"
+	grantDeviceCodeURN     = "urn:ietf:params:oauth:grant-type:device_code"
+	grantRefreshToken      = "refresh_token"
+	grantPassword          = "password"
+	grantAuthorizationCode = "authorization_code"
+	grantClientCredentials = "client_credentials"
+	grantJWTBearer         = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 )
 
+// clientAssertionType is the only client_assertion_type (RFC 7523).
+const clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
 func (s *Server) routes() http.Handler {
-	t := "/" + s.cfg.tenant
 	mux := http.NewServeMux()
-	mux.HandleFunc(t+"/v2.0/.well-known/openid-configuration", s.handleDiscovery)
-	mux.HandleFunc(t+"/oauth2/v2.0/devicecode", s.handleDeviceCode)
-	mux.HandleFunc(t+"/oauth2/v2.0/token", s.handleToken)
-	mux.HandleFunc(t+"/device", s.handleDevicePage)
+	mux.HandleFunc("/{tenant}/v2.0/.well-known/openid-configuration", s.inTenant(s.handleDiscovery))
+	mux.HandleFunc("/{tenant}/discovery/v2.0/keys", s.inTenant(s.handleKeys))
+	mux.HandleFunc("/{tenant}/oauth2/v2.0/devicecode", s.inTenant(s.handleDeviceCode))
+	mux.HandleFunc("/{tenant}/oauth2/v2.0/token", s.inTenant(s.handleToken))
+	mux.HandleFunc("/{tenant}/oauth2/v2.0/authorize", s.inTenant(s.handleAuthorize))
+	mux.HandleFunc("/{tenant}/device", s.inTenant(s.handleDevicePage))
 	mux.HandleFunc("/common/UserRealm/{username}", s.handleUserRealm)
+	mux.HandleFunc(mePath, s.handleMe)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		discardBody(r)
 		s.oauthError(w, r, http.StatusNotFound, "invalid_request", "fakeidp serves no such path")
@@ -71,6 +79,21 @@ func (s *Server) logRequests(h http.Handler) http.Handler {
 	})
 }
 
+// inTenant resolves the {tenant} path segment for h, and answers a request
+// for a tenant the server does not serve as Microsoft's identity platform
+// does (400 invalid_request).
+func (s *Server) inTenant(h func(http.ResponseWriter, *http.Request, *tenant)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t := s.tenantByName(r.PathValue("tenant"))
+		if t == nil {
+			discardBody(r)
+			s.oauthError(w, r, http.StatusBadRequest, "invalid_request", "tenant not found: this server serves no such tenant")
+			return
+		}
+		h(w, r, t)
+	}
+}
+
 // allow answers 405 unless r uses method.
 func (s *Server) allow(w http.ResponseWriter, r *http.Request, method string) bool {
 	if r.Method == method {
@@ -82,29 +105,43 @@ func (s *Server) allow(w http.ResponseWriter, r *http.Request, method string) bo
 	return false
 }
 
-func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
-	s.count(func(c *Counts) { c.Discovery++ })
+func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request, t *tenant) {
+	s.count(t, func(c *Counts) { c.Discovery++ })
 	if !s.allow(w, r, http.MethodGet) {
 		return
 	}
-	a := s.authority
+	a := t.authority
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                a + "/v2.0",
-		"authorization_endpoint":                a + "/oauth2/v2.0/authorize",
-		"token_endpoint":                        a + "/oauth2/v2.0/token",
-		"device_authorization_endpoint":         a + "/oauth2/v2.0/devicecode",
-		"response_types_supported":              []string{"code"},
-		"grant_types_supported":                 []string{grantDeviceCodeURN, grantRefreshToken, grantPassword},
+		"issuer":                        t.issuer(),
+		"authorization_endpoint":        a + "/oauth2/v2.0/authorize",
+		"token_endpoint":                t.tokenEndpoint(),
+		"device_authorization_endpoint": a + "/oauth2/v2.0/devicecode",
+		"jwks_uri":                      a + "/discovery/v2.0/keys",
+		"response_types_supported":      []string{"code"},
+		"response_modes_supported":      []string{"query"},
+		"grant_types_supported": []string{grantAuthorizationCode, grantClientCredentials, grantRefreshToken,
+			grantJWTBearer, grantDeviceCodeURN, grantPassword},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "private_key_jwt"},
 		"subject_types_supported":               []string{"pairwise"},
-		"id_token_signing_alg_values_supported": []string{"none"},
+		"id_token_signing_alg_values_supported": []string{"ES256"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 		"tenant_region_scope":                   nil,
 		"cloud_instance_name":                   strings.TrimPrefix(s.origin, "https://"),
 	})
 }
 
+// handleKeys serves the public key that signs every token (a JWK set).
+func (s *Server) handleKeys(w http.ResponseWriter, r *http.Request, t *tenant) {
+	s.count(t, func(c *Counts) { c.Discovery++ })
+	if !s.allow(w, r, http.MethodGet) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": []map[string]string{s.signer.jwk()}})
+}
+
 func (s *Server) handleUserRealm(w http.ResponseWriter, r *http.Request) {
-	s.count(func(c *Counts) { c.UserRealm++ })
+	s.count(nil, func(c *Counts) { c.UserRealm++ })
 	if !s.allow(w, r, http.MethodGet) {
 		return
 	}
@@ -122,15 +159,15 @@ func (s *Server) handleUserRealm(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Server) handleDevicePage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDevicePage(w http.ResponseWriter, r *http.Request, _ *tenant) {
 	discardBody(r)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintln(w, "This is fakeidp, a local test identity provider. Device codes are approved")
 	fmt.Fprintln(w, "by the program that runs it, not on this page.")
 }
 
-func (s *Server) handleDeviceCode(w http.ResponseWriter, r *http.Request) {
-	s.count(func(c *Counts) { c.DeviceCode++ })
+func (s *Server) handleDeviceCode(w http.ResponseWriter, r *http.Request, t *tenant) {
+	s.count(t, func(c *Counts) { c.DeviceCode++ })
 	if !s.allow(w, r, http.MethodPost) {
 		return
 	}
@@ -142,8 +179,13 @@ func (s *Server) handleDeviceCode(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.clientByID(clientID) != nil {
+		s.oauthError(w, r, http.StatusUnauthorized, "invalid_client",
+			"the device code flow is for public clients; this client ID is registered as a confidential client")
+		return
+	}
 
-	d := &deviceAuth{deviceCode: "fakeidp-dc." + randomString(24), clientID: clientID}
+	d := &deviceAuth{deviceCode: "fakeidp-dc." + randomString(24), tenant: t, clientID: clientID}
 	s.mu.Lock()
 	now := s.cfg.now()
 	s.sweepExpired(now)
@@ -169,7 +211,7 @@ func (s *Server) handleDeviceCode(w http.ResponseWriter, r *http.Request) {
 	s.userCodes[d.userCode] = d
 	s.mu.Unlock()
 
-	verify := s.authority + "/device"
+	verify := t.authority + "/device"
 	writeJSON(w, http.StatusOK, map[string]any{
 		"device_code":      d.deviceCode,
 		"user_code":        d.userCode,
@@ -196,27 +238,15 @@ func (s *Server) forget(d *deviceAuth) {
 	s.dropIssued(d)
 }
 
-func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, t *tenant) {
 	if r.Method != http.MethodPost {
-		s.count(func(c *Counts) { c.Token++; c.OtherGrant++ })
+		s.count(t, func(c *Counts) { c.Token++; c.OtherGrant++ })
 		s.allow(w, r, http.MethodPost)
 		return
 	}
 	form, parsed := s.parseForm(w, r)
 	grant := form.Get("grant_type")
-	s.count(func(c *Counts) {
-		c.Token++
-		switch grant {
-		case grantDeviceCode, grantDeviceCodeURN:
-			c.DeviceCodeGrant++
-		case grantRefreshToken:
-			c.RefreshTokenGrant++
-		case grantPassword:
-			c.PasswordGrant++
-		default:
-			c.OtherGrant++
-		}
-	})
+	s.count(t, func(c *Counts) { c.Token++; countGrant(c, grant) })
 	if !parsed {
 		return
 	}
@@ -224,70 +254,102 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-
-	var username string
-	switch grant {
-	case grantDeviceCode, grantDeviceCodeURN:
-		u, code, desc := s.redeemDeviceCode(form.Get("device_code"), clientID)
-		if code != "" {
-			s.oauthError(w, r, http.StatusBadRequest, code, desc)
-			return
-		}
-		username = u
-	case grantRefreshToken:
-		s.mu.Lock()
-		key, ok := s.refresh[form.Get("refresh_token")]
-		s.mu.Unlock()
-		switch {
-		case !ok:
-			s.oauthError(w, r, http.StatusBadRequest, "invalid_grant", "the refresh token is unknown to this server")
-			return
-		case key.clientID != clientID:
-			s.oauthError(w, r, http.StatusBadRequest, "invalid_grant", "the refresh token was issued to another client")
-			return
-		}
-		username = key.username
-	case grantPassword:
-		username = form.Get("username")
-		if username == "" || form.Get("password") == "" {
-			s.oauthError(w, r, http.StatusBadRequest, "invalid_request", "username and password are required")
-			return
-		}
-	case "":
-		s.oauthError(w, r, http.StatusBadRequest, "invalid_request", "grant_type is required")
-		return
-	default:
-		s.oauthError(w, r, http.StatusBadRequest, "unsupported_grant_type",
-			"fakeidp supports the device_code, refresh_token and password grants")
+	confidential, ok := s.authenticateClient(w, r, t, form, clientID)
+	if !ok {
 		return
 	}
-	resp := s.issueTokens(username, clientID, scopes, form.Get("client_info") == "1")
+
+	is := issue{tenant: t, clientID: clientID, grant: grant, scopes: scopes, clientInfo: form.Get("client_info") == "1"}
+	var e *oauthErr
+	switch grant {
+	case grantDeviceCode, grantDeviceCodeURN:
+		is.username, e = s.redeemDeviceCode(t, form.Get("device_code"), clientID)
+	case grantRefreshToken:
+		is.username, e = s.redeemRefreshToken(t, form.Get("refresh_token"), clientID)
+	case grantPassword:
+		is.username = form.Get("username")
+		if is.username == "" || form.Get("password") == "" {
+			e = &oauthErr{http.StatusBadRequest, "invalid_request", "username and password are required"}
+		}
+	case grantAuthorizationCode:
+		is.username, is.nonce, e = s.redeemCode(t, form, clientID)
+	case grantClientCredentials:
+		e = needConfidential(confidential, grant)
+		if e == nil {
+			is.scopes, e = defaultScope(scopes)
+			is.clientInfo = false
+		}
+	case grantJWTBearer:
+		e = needConfidential(confidential, grant)
+		if e == nil {
+			is.username, e = s.onBehalfOf(t, form, clientID)
+		}
+	case "":
+		e = &oauthErr{http.StatusBadRequest, "invalid_request", "grant_type is required"}
+	default:
+		e = &oauthErr{http.StatusBadRequest, "unsupported_grant_type", "fakeidp supports the authorization_code, " +
+			"client_credentials, refresh_token, jwt-bearer (on-behalf-of), device_code and password grants"}
+	}
+	if e != nil {
+		s.oauthError(w, r, e.status, e.code, e.desc)
+		return
+	}
+	resp := s.issueTokens(is)
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// oauthErr is an OAuth error answer: HTTP status, error code, description.
+type oauthErr struct {
+	status     int
+	code, desc string
+}
+
+func invalidGrant(desc string) *oauthErr {
+	return &oauthErr{http.StatusBadRequest, "invalid_grant", desc}
+}
+
+// redeemRefreshToken returns the user of a refresh token issued to clientID
+// in t.
+func (s *Server) redeemRefreshToken(t *tenant, rt, clientID string) (string, *oauthErr) {
+	s.mu.Lock()
+	key, ok := s.refresh[rt]
+	s.mu.Unlock()
+	switch {
+	case !ok:
+		return "", invalidGrant("the refresh token is unknown to this server")
+	case key.clientID != clientID:
+		return "", invalidGrant("the refresh token was issued to another client")
+	case key.tenant != t.name:
+		return "", invalidGrant("the refresh token was issued in another tenant")
+	}
+	return key.username, nil
+}
+
 // redeemDeviceCode returns the user of an approved device code and forgets
-// the code, or an OAuth error code and description.
-func (s *Server) redeemDeviceCode(deviceCode, clientID string) (username, errCode, errDesc string) {
+// the code, or an OAuth error.
+func (s *Server) redeemDeviceCode(t *tenant, deviceCode, clientID string) (string, *oauthErr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.devices[deviceCode]
 	switch {
 	case !ok:
-		return "", "invalid_grant", "the device code is unknown or was already redeemed"
+		return "", invalidGrant("the device code is unknown or was already redeemed")
 	case d.clientID != clientID:
-		return "", "invalid_grant", "the device code was issued to another client"
+		return "", invalidGrant("the device code was issued to another client")
+	case d.tenant != t:
+		return "", invalidGrant("the device code was issued in another tenant")
 	case !s.cfg.now().Before(d.expires):
 		s.forget(d)
-		return "", "expired_token", "the device code has expired; start a new login"
+		return "", &oauthErr{http.StatusBadRequest, "expired_token", "the device code has expired; start a new login"}
 	case d.denied:
 		s.forget(d)
-		return "", "authorization_declined", "the user declined the login"
+		return "", &oauthErr{http.StatusBadRequest, "authorization_declined", "the user declined the login"}
 	case !d.approved:
-		return "", "authorization_pending", "the user has not approved the login yet"
+		return "", &oauthErr{http.StatusBadRequest, "authorization_pending", "the user has not approved the login yet"}
 	}
 	s.forget(d)
-	return d.username, "", ""
+	return d.username, nil
 }
 
 func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
@@ -332,18 +394,12 @@ func parseScopes(scope string) []string {
 	return out
 }
 
-func (s *Server) count(f func(*Counts)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f(&s.counts)
-}
-
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 // oauthError writes an OAuth 2.0 error response (RFC 6749 section 5.2) in the
 // shape Microsoft's identity platform uses, and counts it.
 func (s *Server) oauthError(w http.ResponseWriter, r *http.Request, status int, code, desc string) {
-	s.count(func(c *Counts) {
+	s.count(s.tenantByName(r.PathValue("tenant")), func(c *Counts) {
 		if code == "authorization_pending" {
 			c.Pending++
 		} else {

@@ -65,8 +65,8 @@ func deviceLogin(t *testing.T, s *Server, clientID, scope string) map[string]any
 func jwtClaims(t *testing.T, jwt string) map[string]any {
 	t.Helper()
 	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 || parts[2] != "" {
-		t.Fatalf("not an unsigned JWT: %q", jwt)
+	if len(parts) != 3 || parts[2] == "" {
+		t.Fatalf("not a signed JWT: %q", jwt)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
@@ -285,13 +285,13 @@ func TestBadRequests(t *testing.T) {
 		code       string
 	}{
 		{"no grant", "/oauth2/v2.0/token", with(), 400, "invalid_request"},
-		{"auth code grant", "/oauth2/v2.0/token", with("grant_type", "authorization_code", "code", "x"), 400, "unsupported_grant_type"},
+		{"unknown grant", "/oauth2/v2.0/token", with("grant_type", "implicit"), 400, "unsupported_grant_type"},
 		{"no client", "/oauth2/v2.0/token", with("grant_type", "refresh_token", "client_id", ""), 400, "invalid_request"},
 		{"no scope", "/oauth2/v2.0/token", with("grant_type", "refresh_token", "scope", ""), 400, "invalid_scope"},
 		{"no password", "/oauth2/v2.0/token", with("grant_type", "password", "username", "u@x"), 400, "invalid_request"},
 		{"device code, no scope", "/oauth2/v2.0/devicecode", with("scope", ""), 400, "invalid_scope"},
 		{"device code, no client", "/oauth2/v2.0/devicecode", with("client_id", ""), 400, "invalid_request"},
-		{"unknown path", "/oauth2/v2.0/authorize", with(), 404, "invalid_request"},
+		{"unknown path", "/oauth2/v2.0/nothing", with(), 404, "invalid_request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := post(t, s, tc.path, tc.form)

@@ -82,15 +82,24 @@ func withClock(now func() time.Time) Option {
 
 var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*$`)
 
-func (c *config) validate() error {
+// validateTenant checks a tenant path segment (see [WithTenant]).
+func validateTenant(tenant string) error {
 	switch {
-	case !tenantPattern.MatchString(c.tenant):
-		return fmt.Errorf("fakeidp: tenant %q: use lower-case letters, digits, '.' and '-'", c.tenant)
-	case strings.Contains(c.tenant, "token"):
-		return fmt.Errorf("fakeidp: tenant %q must not contain \"token\" (MSAL Go would derive a wrong device code URL)", c.tenant)
-	case c.tenant == "adfs" || c.tenant == "dstsv2" || c.tenant == "common":
-		return fmt.Errorf("fakeidp: tenant %q has a special meaning to MSAL", c.tenant)
-	case c.tokenLifetime < time.Second:
+	case !tenantPattern.MatchString(tenant) || len(tenant) > 128:
+		return fmt.Errorf("fakeidp: tenant %q: use lower-case letters, digits, '.' and '-'", tenant)
+	case strings.Contains(tenant, "token"):
+		return fmt.Errorf("fakeidp: tenant %q must not contain \"token\" (MSAL Go would derive a wrong device code URL)", tenant)
+	case tenant == "adfs" || tenant == "dstsv2" || tenant == "common" || tenant == "organizations" || tenant == "consumers":
+		return fmt.Errorf("fakeidp: tenant %q has a special meaning to MSAL", tenant)
+	}
+	return nil
+}
+
+func (c *config) validate() error {
+	if err := validateTenant(c.tenant); err != nil {
+		return err
+	}
+	if c.tokenLifetime < time.Second {
 		return fmt.Errorf("fakeidp: token lifetime %v is shorter than a second", c.tokenLifetime)
 	}
 	return nil
@@ -100,32 +109,42 @@ func (c *config) validate() error {
 // concurrent use. The zero value is not usable; call [Start].
 type Server struct {
 	cfg       config
-	tenantID  string
-	authority string // https://127.0.0.1:PORT/<tenant>
+	tenantID  string // of the default tenant
+	authority string // of the default tenant: https://127.0.0.1:PORT/<tenant>
 	origin    string // https://127.0.0.1:PORT
 	certPEM   []byte
 	client    *http.Client
+	signer    *signer
 	http      *http.Server
 	served    chan struct{} // closed when Serve has returned
 	closeOnce sync.Once
 	handlers  sync.WaitGroup // requests in progress
 
-	mu        sync.Mutex
-	closed    bool // set by Close
-	counts    Counts
-	nextUser  string                 // consumed by the next device code; "" for a generated user
-	generated int                    // how many usernames were generated
-	devices   map[string]*deviceAuth // by device code
-	userCodes map[string]*deviceAuth // by user code
-	issued    []*deviceAuth          // not yet approved/denied, in issue order (for Pending)
-	grants    map[grantKey]string    // user+client -> refresh token
-	refresh   map[string]grantKey    // refresh token -> user+client
+	mu            sync.Mutex
+	closed        bool // set by Close
+	lifetime      time.Duration
+	counts        Counts
+	tenants       map[string]*tenant // by path segment
+	tenantsByID   map[string]*tenant // by tid
+	clients       map[string]*client // registered confidential clients by ID
+	users         map[userKey]User   // added users
+	userCounts    map[userKey]*Counts
+	codes         map[string]*authCode // authorization codes not yet redeemed
+	nextCodeSweep time.Time
+	nextUser      string                 // consumed by the next device code; "" for a generated user
+	generated     int                    // how many usernames were generated
+	devices       map[string]*deviceAuth // by device code
+	userCodes     map[string]*deviceAuth // by user code
+	issued        []*deviceAuth          // not yet approved/denied, in issue order (for Pending)
+	grants        map[grantKey]string    // tenant+user+client -> refresh token
+	refresh       map[string]grantKey    // refresh token -> tenant+user+client
 }
 
-type grantKey struct{ username, clientID string }
+type grantKey struct{ tenant, username, clientID string }
 
 type deviceAuth struct {
 	deviceCode, userCode string
+	tenant               *tenant
 	clientID, username   string
 	expires              time.Time
 	approved, denied     bool
@@ -152,21 +171,34 @@ func Start(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fakeidp: listen: %w", err)
 	}
+	sg, err := newSigner()
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
 	roots := x509.NewCertPool()
 	roots.AddCert(cert.Leaf)
 	s := &Server{
-		cfg:       cfg,
-		tenantID:  tenantID(cfg.tenant),
-		origin:    "https://" + ln.Addr().String(),
-		certPEM:   certPEM,
-		client:    newClient(roots),
-		served:    make(chan struct{}),
-		devices:   map[string]*deviceAuth{},
-		userCodes: map[string]*deviceAuth{},
-		grants:    map[grantKey]string{},
-		refresh:   map[string]grantKey{},
+		cfg:         cfg,
+		origin:      "https://" + ln.Addr().String(),
+		certPEM:     certPEM,
+		client:      newClient(roots),
+		signer:      sg,
+		served:      make(chan struct{}),
+		lifetime:    cfg.tokenLifetime,
+		tenants:     map[string]*tenant{},
+		tenantsByID: map[string]*tenant{},
+		clients:     map[string]*client{},
+		users:       map[userKey]User{},
+		userCounts:  map[userKey]*Counts{},
+		codes:       map[string]*authCode{},
+		devices:     map[string]*deviceAuth{},
+		userCodes:   map[string]*deviceAuth{},
+		grants:      map[grantKey]string{},
+		refresh:     map[string]grantKey{},
 	}
-	s.authority = s.origin + "/" + cfg.tenant
+	def := s.addTenant(cfg.tenant)
+	s.authority, s.tenantID = def.authority, def.id
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
@@ -209,14 +241,28 @@ func (s *Server) Close() {
 	})
 }
 
-// Authority is the authority URL to give MSAL: https://127.0.0.1:PORT/<tenant>.
+// Authority is the authority URL of the default tenant to give MSAL:
+// https://127.0.0.1:PORT/<tenant>. See also [Server.AddTenant].
 func (s *Server) Authority() string { return s.authority }
 
-// Tenant is the tenant path segment of the authority.
+// Tenant is the tenant path segment of the default tenant's authority.
 func (s *Server) Tenant() string { return s.cfg.tenant }
 
-// TenantID is the tenant ID in tokens (tid, and utid in client_info).
+// TenantID is the default tenant's ID in tokens (tid, and utid in
+// client_info).
 func (s *Server) TenantID() string { return s.tenantID }
+
+// Origin is the server's base URL, https://127.0.0.1:PORT.
+func (s *Server) Origin() string { return s.origin }
+
+// SetTokenLifetime changes the lifetime of the access and ID tokens issued
+// from now on, as [WithTokenLifetime] does at Start; tokens already issued
+// keep theirs. A lifetime under a second is raised to a second.
+func (s *Server) SetTokenLifetime(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lifetime = max(d, time.Second)
+}
 
 // HTTPClient returns an HTTP client that trusts the server's certificate. Every
 // call returns the same client; do not change it.
@@ -290,48 +336,6 @@ func (s *Server) dropIssued(d *deviceAuth) {
 			return
 		}
 	}
-}
-
-// Counts is a snapshot of the requests a Server has received.
-type Counts struct {
-	Discovery  int // GET openid-configuration
-	UserRealm  int // GET common/UserRealm (before a password grant)
-	DeviceCode int // POST to the device code endpoint
-	Token      int // POST to the token endpoint, any grant, any outcome
-
-	// Token requests by grant type, any outcome.
-	DeviceCodeGrant   int // polls, including authorization_pending answers
-	RefreshTokenGrant int
-	PasswordGrant     int
-	OtherGrant        int // unsupported or missing grant type
-
-	TokensIssued int // successful token responses (each with a new access token)
-	Pending      int // authorization_pending answers
-	Errors       int // other error answers (4xx), including unknown paths
-}
-
-// Sub returns c - d, field by field: the requests between two snapshots.
-func (c Counts) Sub(d Counts) Counts {
-	return Counts{
-		Discovery:         c.Discovery - d.Discovery,
-		UserRealm:         c.UserRealm - d.UserRealm,
-		DeviceCode:        c.DeviceCode - d.DeviceCode,
-		Token:             c.Token - d.Token,
-		DeviceCodeGrant:   c.DeviceCodeGrant - d.DeviceCodeGrant,
-		RefreshTokenGrant: c.RefreshTokenGrant - d.RefreshTokenGrant,
-		PasswordGrant:     c.PasswordGrant - d.PasswordGrant,
-		OtherGrant:        c.OtherGrant - d.OtherGrant,
-		TokensIssued:      c.TokensIssued - d.TokensIssued,
-		Pending:           c.Pending - d.Pending,
-		Errors:            c.Errors - d.Errors,
-	}
-}
-
-// Requests returns a snapshot of the request counts.
-func (s *Server) Requests() Counts {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.counts
 }
 
 // discardBody is used where a handler does not read the request body.

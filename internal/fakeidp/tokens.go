@@ -27,62 +27,116 @@ type tokenResponse struct {
 	ClientInfo   string `json:"client_info,omitempty"`
 }
 
+// issue describes one successful token response.
+type issue struct {
+	tenant     *tenant
+	clientID   string
+	grant      string   // grant_type, for the user's counts
+	username   string   // "" for an app token (client credentials)
+	scopes     []string // as requested
+	clientInfo bool     // the client asked for client_info
+	nonce      string   // for the id_token, from the authorization request
+}
+
 // issueTokens makes the tokens of one successful token response and counts it.
-func (s *Server) issueTokens(username, clientID string, scopes []string, wantClientInfo bool) tokenResponse {
+func (s *Server) issueTokens(is issue) tokenResponse {
+	t := is.tenant
 	s.mu.Lock()
 	now := s.cfg.now()
+	lifetime := int64(s.lifetime / time.Second)
 	s.counts.TokensIssued++
+	t.counts.TokensIssued++
 	var rt string
-	if slices.Contains(scopes, "offline_access") {
-		key := grantKey{username, clientID}
-		rt = s.grants[key]
-		if rt == "" {
-			rt = "fakeidp-rt." + randomString(32)
-			s.grants[key] = rt
-			s.refresh[rt] = key
+	if is.username != "" {
+		s.countUser(t, is.username, func(c *Counts) { c.Token++; c.TokensIssued++; countGrant(c, is.grant) })
+		if slices.Contains(is.scopes, "offline_access") {
+			key := grantKey{t.name, is.username, is.clientID}
+			rt = s.grants[key]
+			if rt == "" {
+				rt = "fakeidp-rt." + randomString(32)
+				s.grants[key] = rt
+				s.refresh[rt] = key
+			}
 		}
 	}
 	s.mu.Unlock()
 
-	lifetime := int64(s.cfg.tokenLifetime / time.Second)
-	oid := nameUUID("oid", s.tenantID, username)
-	sub := nameHash("sub", s.tenantID, username, clientID)
-	issuer := s.authority + "/v2.0"
 	exp := now.Unix() + lifetime
-
+	if is.username == "" {
+		return s.appTokens(is, now.Unix(), exp, lifetime)
+	}
+	oid := nameUUID("oid", t.id, is.username)
+	sub := nameHash("sub", t.id, is.username, is.clientID)
 	resp := tokenResponse{
 		TokenType:    "Bearer",
-		Scope:        strings.Join(scopes, " "),
+		Scope:        strings.Join(is.scopes, " "),
 		ExpiresIn:    lifetime,
 		ExtExpiresIn: lifetime,
 		RefreshToken: rt,
-		AccessToken: unsignedJWT(map[string]any{
-			"aud": "fakeidp-resource", "iss": issuer, "iat": now.Unix(), "nbf": now.Unix(), "exp": exp,
-			"azp": clientID, "oid": oid, "sub": sub, "tid": s.tenantID, "upn": username,
-			"scp": strings.Join(scopes, " "), "uti": randomString(16), "ver": "2.0",
+		AccessToken: s.signer.sign(map[string]any{
+			"aud": resourceOf(is.scopes), "iss": t.issuer(), "iat": now.Unix(), "nbf": now.Unix(), "exp": exp,
+			"azp": is.clientID, "appid": is.clientID, "oid": oid, "sub": sub, "tid": t.id,
+			"upn": is.username, "name": displayName(is.username), "idtyp": "user",
+			"scp": strings.Join(is.scopes, " "), "uti": randomString(16), "ver": "2.0",
 		}),
 	}
-	if slices.Contains(scopes, "openid") {
-		resp.IDToken = unsignedJWT(map[string]any{
-			"aud": clientID, "iss": issuer, "iat": now.Unix(), "nbf": now.Unix(), "exp": exp,
-			"oid": oid, "sub": sub, "tid": s.tenantID,
-			"preferred_username": username, "name": displayName(username), "ver": "2.0",
-		})
+	if slices.Contains(is.scopes, "openid") {
+		claims := map[string]any{
+			"aud": is.clientID, "iss": t.issuer(), "iat": now.Unix(), "nbf": now.Unix(), "exp": exp,
+			"oid": oid, "sub": sub, "tid": t.id,
+			"preferred_username": is.username, "name": displayName(is.username), "ver": "2.0",
+		}
+		if is.nonce != "" {
+			claims["nonce"] = is.nonce
+		}
+		resp.IDToken = s.signer.sign(claims)
 	}
-	if wantClientInfo {
-		ci, _ := json.Marshal(map[string]string{"uid": oid, "utid": s.tenantID}) // strings never fail
+	if is.clientInfo {
+		ci, _ := json.Marshal(map[string]string{"uid": oid, "utid": t.id}) // strings never fail
 		resp.ClientInfo = base64.RawURLEncoding.EncodeToString(ci)
 	}
 	return resp
 }
 
-// unsignedJWT encodes claims as a JWT with "alg":"none" and no signature.
-func unsignedJWT(claims map[string]any) string {
-	payload, _ := json.Marshal(claims) // strings and numbers never fail
-	const header = `{"alg":"none","typ":"JWT"}`
-	enc := base64.RawURLEncoding
-	return enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString(payload) + "."
+// appTokens makes the response to a client credentials grant: an access
+// token for the application itself; no refresh token, ID token or
+// client_info.
+func (s *Server) appTokens(is issue, now, exp, lifetime int64) tokenResponse {
+	t := is.tenant
+	sp := nameUUID("sp", t.id, is.clientID) // the client's service principal in the tenant
+	return tokenResponse{
+		TokenType:    "Bearer",
+		Scope:        strings.Join(is.scopes, " "),
+		ExpiresIn:    lifetime,
+		ExtExpiresIn: lifetime,
+		AccessToken: s.signer.sign(map[string]any{
+			"aud": resourceOf(is.scopes), "iss": t.issuer(), "iat": now, "nbf": now, "exp": exp,
+			"azp": is.clientID, "appid": is.clientID, "oid": sp, "sub": sp, "tid": t.id,
+			"idtyp": "app", "uti": randomString(16), "ver": "2.0",
+		}),
+	}
 }
+
+// defaultResource is the audience of a token whose scopes name no resource.
+const defaultResource = "fakeidp-resource"
+
+// resourceOf returns the audience of an access token: the resource of the
+// first scope that names one ("api://x/read" and "api://x/.default" name
+// "api://x"), skipping the OpenID Connect scopes.
+func resourceOf(scopes []string) string {
+	for _, sc := range scopes {
+		if oidcScopes[sc] {
+			continue
+		}
+		if i := strings.LastIndex(sc, "/"); i > 0 && !strings.HasSuffix(sc[:i], "/") {
+			return sc[:i]
+		}
+	}
+	return defaultResource
+}
+
+// oidcScopes are the scopes MSAL adds to every request, and email.
+var oidcScopes = map[string]bool{"openid": true, "offline_access": true, "profile": true, "email": true}
 
 // displayName makes the name claim from a username: "alice@x" -> "alice".
 func displayName(username string) string {
