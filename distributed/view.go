@@ -1,0 +1,254 @@
+package distributed
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
+
+	"github.com/msalcache/msalcache/internal/msaljson"
+)
+
+// A view is what a Cache knows of one MSAL client's memory.
+//
+// MSAL Go v1.10 calls Replace under a read lock and reads its memory after
+// releasing it, so goroutines sharing a client call Replace for different
+// partitions at once, and each reads after the others' Replace calls. If
+// Replace swapped MSAL's memory for one partition, a goroutine would read
+// another user's partition, or nothing. So MSAL's memory is a working set:
+// the union of the partitions this client used recently. Replace(P) adds P
+// (and replaces MSAL's memory only if that changes it), and a partition is
+// dropped from the set only when the set is over its size and the partition
+// was not used for a grace period, far longer than a read takes: a
+// concurrent reader always finds its partition. Which partition an entry
+// belongs to is computed from the entry, so the union never leaks into what
+// is stored.
+//
+// A view's lock is held while MSAL's memory is replaced (an in-memory
+// operation), so that what the view records is what MSAL holds; it is never
+// held across a store call.
+type view struct {
+	mu       sync.Mutex
+	parts    map[string]*part  // by partition key
+	bySkey   map[string]string // store key -> partition key
+	intact   bool              // MSAL's memory is the union of parts
+	refuses  bool              // MSAL rejects Unmarshal (its on-behalf-of store)
+	memo     map[string]string // msaljson's memo of the last parse of MSAL's memory
+	owners   msaljson.Owners
+	lastUsed time.Time
+	max      int
+	grace    time.Duration
+}
+
+type part struct {
+	skey    string
+	version Version // the store's version of snap, when synced
+	gen     uint64
+	snap    *msaljson.Snapshot // what MSAL holds for the partition
+	synced  bool               // snap is the store's value at version, and no notice said otherwise since
+	used    time.Time
+	touched time.Time // the store's expiry of it was last renewed
+}
+
+func newView(max int, grace time.Duration) *view {
+	return &view{parts: map[string]*part{}, bySkey: map[string]string{}, max: max, grace: grace}
+}
+
+// current reports whether MSAL holds key at the store's current version (as
+// far as the store's notices tell), and whether its expiry is due to be
+// renewed.
+func (v *view) current(key string, now time.Time, touchEvery time.Duration) (touch, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	p := v.parts[key]
+	if p == nil || !p.synced || !(v.intact || v.refuses) {
+		return false, false
+	}
+	p.used, v.lastUsed = now, now
+	if touchEvery > 0 && now.Sub(p.touched) >= touchEvery {
+		p.touched = now
+		touch = true
+	}
+	return touch, true
+}
+
+// set makes MSAL's memory hold rec (the store's version ver) for key, with
+// the other partitions of the working set, replacing MSAL's memory only if
+// that changes it. fresh reports, under the view's lock, whether no notice
+// came for the key since rec was read. It returns whether the expiry is due
+// to be renewed and whether MSAL's memory was replaced.
+func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, fresh func() bool, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	content := rec.snap
+	if rec.removed || content == nil {
+		content = msaljson.Empty
+	}
+	old := v.parts[key]
+	p := &part{skey: skey, version: ver, gen: rec.gen, snap: content, synced: fresh(), used: now}
+	changed := !v.intact
+	if old != nil {
+		p.touched = old.touched
+		changed = changed || (old.snap != content && !old.snap.Equal(content))
+	} else {
+		changed = changed || !content.Equal(msaljson.Empty)
+	}
+	if touchEvery > 0 && now.Sub(p.touched) >= touchEvery {
+		p.touched = now
+		touch = true
+	}
+	v.parts[key] = p
+	v.bySkey[skey] = key
+	v.lastUsed = now
+	if v.evict(key, now) {
+		changed = true
+	}
+	if changed && !v.refuses {
+		union := make([]*msaljson.Snapshot, 0, len(v.parts))
+		for _, q := range v.parts {
+			union = append(union, q.snap)
+		}
+		err := u.Unmarshal(msaljson.Union(union...).Raw)
+		v.intact = err == nil
+		v.refuses = err != nil
+		onUnmarshal(err)
+	}
+	return touch
+}
+
+// evict drops the least recently used partitions, other than keep and those
+// used within the grace period, while the set is over its size. It reports
+// whether one that held entries was dropped.
+func (v *view) evict(keep string, now time.Time) bool {
+	if len(v.parts) <= v.max {
+		return false
+	}
+	type aged struct {
+		key  string
+		used time.Time
+	}
+	var old []aged
+	for k, p := range v.parts {
+		if k != keep && now.Sub(p.used) > v.grace {
+			old = append(old, aged{k, p.used})
+		}
+	}
+	slices.SortFunc(old, func(a, b aged) int { return a.used.Compare(b.used) })
+	dropped := false
+	for _, a := range old {
+		if len(v.parts) <= v.max {
+			break
+		}
+		p := v.parts[a.key]
+		delete(v.parts, a.key)
+		delete(v.bySkey, p.skey)
+		dropped = dropped || !p.snap.Equal(msaljson.Empty)
+	}
+	return dropped
+}
+
+// changes returns the partitions (key, or with "" every partition of the
+// view) whose entries in MSAL's memory (data) differ from what the view
+// recorded, as writes to make; the view records MSAL's new content.
+func (v *view) changes(data []byte, key string, now time.Time) ([]*pendingWrite, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	mem, err := msaljson.Parse(data, v.memo)
+	if err != nil {
+		return nil, err
+	}
+	v.memo = mem.Seen
+	v.lastUsed = now
+	keys := []string{key}
+	if key == "" {
+		keys = keys[:0]
+		for k := range v.parts {
+			keys = append(keys, k)
+		}
+	}
+	var jobs []*pendingWrite
+	for _, k := range keys {
+		ours := mem.Partition(k, &v.owners)
+		base, gen := msaljson.Empty, uint64(0)
+		p := v.parts[k]
+		if p != nil {
+			base, gen = p.snap, p.gen
+		}
+		if ours.Equal(base) {
+			continue
+		}
+		jobs = append(jobs, &pendingWrite{key: k, base: base, baseGen: gen, ours: ours})
+		np := &part{snap: ours, gen: gen, used: now}
+		if p != nil {
+			np.skey, np.version, np.touched = p.skey, p.version, p.touched
+		}
+		v.parts[k] = np
+	}
+	return jobs, nil
+}
+
+// written records that the store took MSAL's content ours for key as
+// merged, at version ver and generation gen. The next Replace reads it back
+// once (a notice could be racing), and replaces MSAL's memory only if the
+// merge brought in other writers' entries.
+func (v *view) written(key string, ours *msaljson.Snapshot, ver Version, gen uint64, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	p := v.parts[key]
+	if p == nil || p.snap != ours {
+		return // replaced since
+	}
+	p.version, p.gen, p.synced, p.touched = ver, gen, false, now
+}
+
+// invalidate marks the partition at store key skey ("" every partition) as
+// changed elsewhere.
+func (v *view) invalidate(skey string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if skey == "" {
+		for _, p := range v.parts {
+			p.synced = false
+		}
+		return
+	}
+	if p := v.parts[v.bySkey[skey]]; p != nil {
+		p.synced = false
+	}
+}
+
+// stale marks key as to be read again at its next Replace.
+func (v *view) stale(key string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if p := v.parts[key]; p != nil {
+		p.synced = false
+	}
+}
+
+// untouched makes the next use of key renew its expiry.
+func (v *view) untouched(key string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if p := v.parts[key]; p != nil {
+		p.touched = time.Time{}
+	}
+}
+
+func (v *view) idleSince(t time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.lastUsed.Before(t)
+}
+
+// memoOf returns the parse memo of what MSAL holds for key: most of a new
+// version of a partition repeats the old one.
+func (v *view) memoOf(key string) map[string]string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if p := v.parts[key]; p != nil {
+		return p.snap.Seen
+	}
+	return nil
+}
