@@ -26,7 +26,7 @@ var ErrUnavailable = errors.New("distributed: the store is unavailable")
 
 // Working set defaults (see view).
 const (
-	defaultViewMax   = 128
+	defaultViewMax   = 1024
 	defaultViewGrace = 2 * time.Second
 )
 
@@ -98,6 +98,7 @@ type pendingWrite struct {
 	baseGen   uint64
 	ours      *msaljson.Snapshot
 	remove    bool
+	suspect   bool // written into a partition just removed: maybe by a refresh begun before (see inFlight)
 }
 
 // New returns a Cache on store. It does not close the store: the caller who
@@ -243,14 +244,24 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 			if p.remove {
 				content = record{removed: true}
 			}
-			v.set(u, key, skey, 0, content, func() bool { return false }, now, 0, c.unmarshaled)
+			v.set(u, key, skey, 0, content, true, func() bool { return false }, now, 0, c.unmarshaled)
 		}
 		return nil
 	}
-	ver, rec, ok := c.load(ctx, skey, v.memoOf(key))
+	value, ver, ok := c.loadValue(ctx, skey)
 	if !ok {
 		return nil
 	}
+	fresh := func() bool { return !c.coherent || c.l1.stamp(skey) == stamp }
+	if touch, ok := v.holds(key, ver, fresh, now, c.touchEvery(key)); ok {
+		// The version MSAL holds: nothing to decode or replace.
+		c.st.memHits.Add(1)
+		if touch {
+			c.touch(ctx, key, skey, v)
+		}
+		return nil
+	}
+	rec := c.decode(value, skey, v.memoOf(key))
 	if c.coherent && !rec.removed {
 		c.l1.put(skey, ver, rec, stamp)
 	}
@@ -265,7 +276,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 // was taken before rec was read.
 func (c *Cache) present(v *view, u cache.Unmarshaler, key, skey string, ver Version, rec record, stamp uint64, now time.Time) bool {
 	fresh := func() bool { return !c.coherent || c.l1.stamp(skey) == stamp }
-	return v.set(u, key, skey, ver, rec, fresh, now, c.touchEvery(key), c.unmarshaled)
+	return v.set(u, key, skey, ver, rec, false, fresh, now, c.touchEvery(key), c.unmarshaled)
 }
 
 // unmarshaled counts a replacement of MSAL's memory.
@@ -280,31 +291,37 @@ func (c *Cache) unmarshaled(err error) {
 
 // load reads and decodes skey. ok is false when the store failed; a blob
 // that does not decrypt or parse is a miss.
-func (c *Cache) load(ctx context.Context, skey string, memo map[string]string) (Version, record, bool) {
+func (c *Cache) loadValue(ctx context.Context, skey string) ([]byte, Version, bool) {
 	cctx, cancel := c.timeout(ctx)
 	defer cancel()
 	c.st.storeReads.Add(1)
 	value, ver, err := c.store.Load(cctx, skey)
 	if err != nil {
 		c.failed(ctx, err)
-		return 0, record{}, false
+		return nil, 0, false
 	}
 	c.recovered()
+	return value, ver, true
+}
+
+// decode reads a stored value (nil: none); a value that does not decrypt
+// or parse is a miss.
+func (c *Cache) decode(value []byte, skey string, memo map[string]string) record {
 	if value == nil {
 		c.st.misses.Add(1)
-		return ver, record{snap: msaljson.Empty}, true
+		return record{snap: msaljson.Empty}
 	}
 	rec, err := decodeRecord(value, skey, c.keys, memo)
 	if err != nil {
 		c.st.misses.Add(1)
 		c.st.rejected.Add(1)
 		c.log.Warn("distributed: a stored partition does not decrypt or parse; treated as empty", "key", skey, "err", err)
-		return ver, record{snap: msaljson.Empty}, true
+		return record{snap: msaljson.Empty}
 	}
 	if rec.removed {
 		c.st.misses.Add(1)
 	}
-	return ver, rec, true
+	return rec
 }
 
 // touchEvery is how often a partition's expiry is renewed while it is used.
@@ -382,6 +399,12 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, h cache.ExportHin
 // write stores a change made by MSAL (or kept during an outage), merged
 // with what the store holds.
 func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) {
+	if w.suspect {
+		c.st.dropped.Add(1)
+		c.log.Info("distributed: a write was dropped: its partition was removed while MSAL may have been refreshing it", "key", w.skey)
+		v.stale(w.key)
+		return
+	}
 	if c.isDown() {
 		c.keep(w)
 		return
@@ -389,7 +412,7 @@ func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) {
 	switch r := c.writeStore(ctx, w); r.outcome {
 	case written:
 		if v != nil {
-			v.written(w.key, w.ours, r.version, r.gen, c.cfg.now())
+			v.written(w.key, w.ours, r.merged, r.version, r.gen, c.cfg.now())
 		}
 	case dropped:
 		if v != nil {
@@ -664,7 +687,7 @@ func (c *Cache) flush(ctx context.Context) bool {
 			return true
 		}
 		// Probe with a read of a key no partition uses.
-		_, _, ok := c.load(ctx, c.cfg.prefix+"probe", nil)
+		_, _, ok := c.loadValue(ctx, c.cfg.prefix+"probe")
 		return ok
 	}
 	for _, w := range work {

@@ -186,7 +186,13 @@ func TestConcurrentWritersLoseNothing(t *testing.T) {
 
 func TestRemovedPartitionIsNotResurrected(t *testing.T) {
 	s := NewMemoryStore()
-	a, b := newCache(t, s), newCache(t, s)
+	var clock struct {
+		sync.Mutex
+		now time.Time
+	}
+	clock.now = time.Now()
+	now := func() time.Time { clock.Lock(); defer clock.Unlock(); return clock.now }
+	a, b := newCache(t, s), newCache(t, s, withClock(now))
 	ma, mb := &manager{}, &manager{}
 	ctx := context.Background()
 	write(t, a, ma, "uid1.tid", "old")
@@ -207,8 +213,8 @@ func TestRemovedPartitionIsNotResurrected(t *testing.T) {
 	if got := stored(t, a, "uid1.tid"); !got.Equal(msaljson.Empty) {
 		t.Fatalf("the removed partition came back: %s", got.Raw)
 	}
-	if b.Stats().Dropped != 1 {
-		t.Errorf("Dropped = %d, want 1", b.Stats().Dropped)
+	if n := b.Stats().Dropped; n != 1 {
+		t.Errorf("Dropped = %d, want 1", n)
 	}
 	// Both processes' MSAL memory lose the user at the next Replace.
 	for _, x := range []struct {
@@ -220,7 +226,16 @@ func TestRemovedPartitionIsNotResurrected(t *testing.T) {
 			t.Errorf("MSAL's memory still holds the removed user: %s", x.m.data)
 		}
 	}
-	// A new sign-in after the removal is kept.
+	// A write right after MSAL saw the removal may come from a refresh
+	// begun before it: dropped.
+	write(t, b, mb, "uid1.tid", "refresh-in-flight")
+	if got := string(stored(t, a, "uid1.tid").Raw); strings.Contains(got, "secret-refresh") {
+		t.Errorf("a write just after the removal was stored: %s", got)
+	}
+	// A new sign-in once no call can still be in flight is kept.
+	clock.Lock()
+	clock.now = clock.now.Add(inFlight)
+	clock.Unlock()
 	write(t, b, mb, "uid1.tid", "new")
 	if got := string(stored(t, a, "uid1.tid").Raw); !strings.Contains(got, "secret-new") {
 		t.Errorf("the sign-in after the removal was not stored: %s", got)

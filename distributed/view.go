@@ -46,10 +46,20 @@ type part struct {
 	version Version // the store's version of snap, when synced
 	gen     uint64
 	snap    *msaljson.Snapshot // what MSAL holds for the partition
-	synced  bool               // snap is the store's value at version, and no notice said otherwise since
+	exact   bool               // snap is the store's value at version
+	synced  bool               // exact, and no notice said otherwise since
 	used    time.Time
 	touched time.Time // the store's expiry of it was last renewed
+	removed bool      // the store holds a tombstone
+	aliveAt time.Time // MSAL last read it before it was removed
 }
+
+// inFlight bounds how long an MSAL call that read a partition may take to
+// write what it got: MSAL Go gives each HTTP request 30 s when the caller's
+// ctx has no deadline. A write into a partition removed within that time
+// after MSAL last read it alive may come from a token refresh that began
+// before the sign-out, so it is dropped.
+const inFlight = 30*time.Second + 5*time.Second
 
 func newView(max int, grace time.Duration) *view {
 	return &view{parts: map[string]*part{}, bySkey: map[string]string{}, max: max, grace: grace}
@@ -66,6 +76,30 @@ func (v *view) current(key string, now time.Time, touchEvery time.Duration) (tou
 		return false, false
 	}
 	p.used, v.lastUsed = now, now
+	if !p.removed {
+		p.aliveAt = now
+	}
+	if touchEvery > 0 && now.Sub(p.touched) >= touchEvery {
+		p.touched = now
+		touch = true
+	}
+	return touch, true
+}
+
+// holds reports whether MSAL holds key exactly as the store's version ver,
+// and whether its expiry is due to be renewed. fresh is as for set.
+func (v *view) holds(key string, ver Version, fresh func() bool, now time.Time, touchEvery time.Duration) (touch, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	p := v.parts[key]
+	if p == nil || !p.exact || p.version != ver || !(v.intact || v.refuses) {
+		return false, false
+	}
+	p.synced = fresh()
+	p.used, v.lastUsed = now, now
+	if !p.removed {
+		p.aliveAt = now
+	}
 	if touchEvery > 0 && now.Sub(p.touched) >= touchEvery {
 		p.touched = now
 		touch = true
@@ -78,7 +112,7 @@ func (v *view) current(key string, now time.Time, touchEvery time.Duration) (tou
 // that changes it. fresh reports, under the view's lock, whether no notice
 // came for the key since rec was read. It returns whether the expiry is due
 // to be renewed and whether MSAL's memory was replaced.
-func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, fresh func() bool, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
+func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, pending bool, fresh func() bool, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	content := rec.snap
@@ -86,9 +120,17 @@ func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec recor
 		content = msaljson.Empty
 	}
 	old := v.parts[key]
-	p := &part{skey: skey, version: ver, gen: rec.gen, snap: content, synced: fresh(), used: now}
+	exact := !pending
+	p := &part{skey: skey, version: ver, gen: rec.gen, snap: content, exact: exact, synced: exact && fresh(), used: now}
+	p.removed = rec.removed
+	if !p.removed {
+		p.aliveAt = now
+	}
 	changed := !v.intact
 	if old != nil {
+		if p.removed {
+			p.aliveAt = old.aliveAt
+		}
 		p.touched = old.touched
 		changed = changed || (old.snap != content && !old.snap.Equal(content))
 	} else {
@@ -178,11 +220,16 @@ func (v *view) changes(data []byte, key string, now time.Time) ([]*pendingWrite,
 		if ours.Equal(base) {
 			continue
 		}
-		jobs = append(jobs, &pendingWrite{key: k, base: base, baseGen: gen, ours: ours})
-		np := &part{snap: ours, gen: gen, used: now}
+		w := &pendingWrite{key: k, base: base, baseGen: gen, ours: ours}
+		np := &part{snap: ours, gen: gen, used: now, aliveAt: now}
 		if p != nil {
 			np.skey, np.version, np.touched = p.skey, p.version, p.touched
+			if p.removed && now.Sub(p.aliveAt) < inFlight {
+				w.suspect = true
+				np.removed, np.aliveAt = true, p.aliveAt
+			}
 		}
+		jobs = append(jobs, w)
 		v.parts[k] = np
 	}
 	return jobs, nil
@@ -192,7 +239,7 @@ func (v *view) changes(data []byte, key string, now time.Time) ([]*pendingWrite,
 // merged, at version ver and generation gen. The next Replace reads it back
 // once (a notice could be racing), and replaces MSAL's memory only if the
 // merge brought in other writers' entries.
-func (v *view) written(key string, ours *msaljson.Snapshot, ver Version, gen uint64, now time.Time) {
+func (v *view) written(key string, ours, merged *msaljson.Snapshot, ver Version, gen uint64, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
@@ -200,6 +247,7 @@ func (v *view) written(key string, ours *msaljson.Snapshot, ver Version, gen uin
 		return // replaced since
 	}
 	p.version, p.gen, p.synced, p.touched = ver, gen, false, now
+	p.exact = merged == ours || merged.Equal(ours)
 }
 
 // invalidate marks the partition at store key skey ("" every partition) as

@@ -1,0 +1,316 @@
+package dcachetest
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+
+	"github.com/msalcache/msalcache/distributed"
+	"github.com/msalcache/msalcache/internal/fakeidp"
+)
+
+// Run runs every behaviour test over stores from newStore.
+func Run(t *testing.T, newStore NewStore) {
+	for name, f := range map[string]func(*testing.T, NewStore){
+		"SharedClient": SharedClient,
+		"Daemon":       Daemon,
+		"Isolation":    Isolation,
+	} {
+		t.Run(name, func(t *testing.T) { f(t, newStore) })
+	}
+}
+
+// SharedClient: one confidential client shared by 32 goroutines serving 200
+// users gets no failure and never another user's token, and asks the
+// identity provider for nothing (every token is cached).
+func SharedClient(t *testing.T, newStore NewStore) {
+	const users, goroutines, calls = 200, 32, 40
+	idp := IDP(t)
+	ctx := Ctx(t)
+	c := NewCache(t, newStore(t))
+	app := WebApp(t, idp, c)
+	accounts := SignInAll(t, ctx, idp, app, users)
+	before := idp.Requests()
+	errs := Hammer(ctx, app, accounts, goroutines, calls)
+	if len(errs) > 0 {
+		t.Errorf("%d of %d silent calls failed; first: %v", len(errs), goroutines*calls, errs[0])
+	}
+	if d := idp.Requests().Sub(before); d.Token != 0 {
+		t.Errorf("the silent calls made %d token requests, want 0 (every token was cached)", d.Token)
+	}
+	t.Logf("stats %+v", c.Stats())
+}
+
+// Daemon: client credentials for 20 tenants on one shared client: after
+// the first token of each tenant, every call is a cache hit.
+func Daemon(t *testing.T, newStore NewStore) {
+	const tenants, goroutines, calls = 20, 16, 40
+	idp := IDP(t)
+	ctx := Ctx(t)
+	for i := range tenants {
+		if _, err := idp.AddTenant(fmt.Sprintf("tenant-%02d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := NewCache(t, newStore(t))
+	app := Client(t, idp, DaemonID, "daemon-secret", idp.Origin()+"/tenant-00", c)
+	for i := range tenants {
+		if _, err := app.AcquireTokenByCredential(ctx, DaemonScope, confidential.WithTenantID(fmt.Sprintf("tenant-%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := idp.Requests()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures int
+	for g := range goroutines {
+		wg.Go(func() {
+			for n := range calls {
+				tenant := fmt.Sprintf("tenant-%02d", (g+n)%tenants)
+				if _, err := app.AcquireTokenByCredential(ctx, DaemonScope, confidential.WithTenantID(tenant)); err != nil {
+					mu.Lock()
+					failures++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if failures > 0 {
+		t.Errorf("%d calls failed", failures)
+	}
+	if d := idp.Requests().Sub(before); d.ClientCredentialsGrant != 0 {
+		t.Errorf("%d of %d cached tokens were missed (each a token request)", d.ClientCredentialsGrant, goroutines*calls)
+	}
+}
+
+// Isolation: each stored partition holds only its own user's entries,
+// whatever MSAL's memory holds, and no store key names a user, tenant or
+// client.
+func Isolation(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	rec := NewRecorder(newStore(t))
+	c := NewCache(t, rec)
+	app := WebApp(t, idp, c)
+	accounts := SignInAll(t, ctx, idp, app, 10)
+	if errs := Hammer(ctx, app, accounts, 4, 20); len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+	daemon := Client(t, idp, DaemonID, "daemon-secret", "", c)
+	if _, err := daemon.AcquireTokenByCredential(ctx, DaemonScope); err != nil {
+		t.Fatal(err)
+	}
+	reader := NewCache(t, newStore(t))
+	for _, a := range accounts {
+		homes := homesOf(Partition(t, ctx, reader, a.HomeAccountID))
+		if len(homes) != 1 || !homes[a.HomeAccountID] {
+			t.Errorf("partition %s holds entries of %v", a.HomeAccountID, homes)
+		}
+	}
+	app2 := DaemonID + "_" + idp.Tenant() + "_AppTokenCache"
+	if homes := homesOf(Partition(t, ctx, reader, app2)); len(homes) != 1 || !homes[""] {
+		t.Errorf("the app partition holds entries of %v", homes)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for key := range rec.Keys {
+		if !strings.HasPrefix(key, distributed.DefaultKeyPrefix) {
+			t.Errorf("store key %q lacks the prefix", key)
+		}
+		for _, secret := range []string{idp.TenantID(), idp.Tenant(), WebClientID, DaemonID, "user0", accounts[0].HomeAccountID[:8]} {
+			if strings.Contains(strings.ToLower(key), strings.ToLower(secret)) {
+				t.Errorf("store key %q names %q", key, secret)
+			}
+		}
+	}
+}
+
+// LostUpdates: processes (Caches with their own clients on one store) get
+// tokens for one user at once, each for its own scopes, so they write one
+// partition concurrently; afterwards a new process finds every token.
+func LostUpdates(t *testing.T, newStore NewStore) {
+	const processes, goroutines, scopes = 3, 3, 4
+	idp := IDP(t)
+	ctx := Ctx(t)
+	first := WebApp(t, idp, NewCache(t, newStore(t)))
+	a := SignIn(t, ctx, idp, first, User(0), UserScope)
+	scope := func(p, g, n int) []string { return []string{fmt.Sprintf("api://res-%d-%d-%d/read", p, g, n)} }
+	var wg sync.WaitGroup
+	for p := range processes {
+		app := WebApp(t, idp, NewCache(t, newStore(t)))
+		for g := range goroutines {
+			wg.Go(func() {
+				for n := range scopes {
+					if _, err := app.AcquireTokenSilent(ctx, scope(p, g, n), confidential.WithSilentAccount(a)); err != nil {
+						t.Errorf("process %d: %v", p, err)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	fresh := WebApp(t, idp, NewCache(t, newStore(t)))
+	before := idp.Requests()
+	for p := range processes {
+		for g := range goroutines {
+			for n := range scopes {
+				if _, err := fresh.AcquireTokenSilent(ctx, scope(p, g, n), confidential.WithSilentAccount(a)); err != nil {
+					t.Errorf("scope %v: %v", scope(p, g, n), err)
+				}
+			}
+		}
+	}
+	if d := idp.Requests().Sub(before); d.Token != 0 {
+		t.Errorf("%d of %d tokens were lost (the new process had to ask for them again)", d.Token, processes*goroutines*scopes)
+	}
+}
+
+// HotPath: silent hits of a partition MSAL holds cost no store call and no
+// Unmarshal; a token another process adds is seen at once (the store's
+// notice), then served from memory again.
+func HotPath(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	c := NewCache(t, newStore(t))
+	app := WebApp(t, idp, c)
+	a := SignIn(t, ctx, idp, app, User(0), UserScope)
+	if err := Silent(ctx, app, a); err != nil {
+		t.Fatal(err)
+	}
+	before := c.Stats()
+	for range 2000 {
+		if err := Silent(ctx, app, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := c.Stats()
+	if after.StoreReads != before.StoreReads || after.Unmarshals != before.Unmarshals {
+		t.Errorf("2000 silent hits: %d store reads, %d unmarshals; want 0 and 0",
+			after.StoreReads-before.StoreReads, after.Unmarshals-before.Unmarshals)
+	}
+	other := WebApp(t, idp, NewCache(t, newStore(t)))
+	newScope := []string{"api://added-elsewhere/read"}
+	if _, err := other.AcquireTokenSilent(ctx, newScope, confidential.WithSilentAccount(a)); err != nil {
+		t.Fatal(err)
+	}
+	reqs := idp.Requests()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// The notice may travel (Redis); it arrives within the bound.
+		_, err := app.AcquireTokenSilent(ctx, newScope, confidential.WithSilentAccount(a))
+		if err == nil && idp.Requests().Sub(reqs).Token == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the token added by another process was not seen: %v", err)
+		}
+		reqs = idp.Requests()
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// SignOut: RemovePartition on one replica signs the user out on every
+// replica, and a replica that keeps getting tokens for the user while it
+// happens does not bring the partition back. MSAL's RemoveAccount (which
+// names no partition) also reaches the user's partition.
+func SignOut(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	ca, cb := NewCache(t, newStore(t)), NewCache(t, newStore(t))
+	appA, appB := WebApp(t, idp, ca), WebApp(t, idp, cb)
+	alice := SignIn(t, ctx, idp, appA, User(0), UserScope)
+	if err := Silent(ctx, appB, alice); err != nil {
+		t.Fatalf("replica B does not share alice's tokens: %v", err)
+	}
+	// A keeps asking for new tokens (writes) while B signs alice out.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			appA.AcquireTokenSilent(ctx, []string{fmt.Sprintf("api://busy-%d/read", n)}, confidential.WithSilentAccount(alice))
+		}
+	})
+	time.Sleep(50 * time.Millisecond)
+	if err := cb.RemovePartition(ctx, alice.HomeAccountID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	for name, app := range map[string]confidential.Client{"A": appA, "B": appB} {
+		if err := Silent(ctx, app, alice); err == nil {
+			t.Errorf("replica %s still serves alice after sign-out", name)
+		}
+	}
+	reader := NewCache(t, newStore(t))
+	if s := Partition(t, ctx, reader, alice.HomeAccountID); len(s.Sections["RefreshToken"])+len(s.Sections["AccessToken"]) > 0 {
+		t.Errorf("the removed partition came back: %d refresh and %d access tokens",
+			len(s.Sections["RefreshToken"]), len(s.Sections["AccessToken"]))
+	}
+
+	// MSAL's RemoveAccount on A reaches bob's partition.
+	bob := SignIn(t, ctx, idp, appA, User(1), UserScope)
+	if err := Silent(ctx, appB, bob); err != nil {
+		t.Fatal(err)
+	}
+	acct, err := appA.Account(ctx, bob.HomeAccountID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := appA.RemoveAccount(ctx, acct); err != nil {
+		t.Fatal(err)
+	}
+	if s := Partition(t, ctx, reader, bob.HomeAccountID); len(s.Sections["RefreshToken"]) > 0 {
+		t.Error("RemoveAccount did not reach bob's partition")
+	}
+	if err := Silent(ctx, appB, bob); err == nil {
+		t.Error("replica B still serves bob after RemoveAccount on A")
+	}
+}
+
+// OnBehalfOf: a web API that calls a downstream API on behalf of users
+// works with the Cache as without it: the second call with the same
+// assertion is served from MSAL's on-behalf-of memory.
+func OnBehalfOf(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	web := WebApp(t, idp, NewCache(t, newStore(t)))
+	res, err := idp.AuthCodeLogin(ctx, web, WebClientID, RedirectURI, addUser(t, idp, User(0)), APIScope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, withCache := range []bool{false, true} {
+		api := Client(t, idp, APIClientID, APISecret, "", nil)
+		if withCache {
+			api = Client(t, idp, APIClientID, APISecret, "", NewCache(t, newStore(t)))
+		}
+		before := idp.Requests()
+		for i := range 3 {
+			if _, err := api.AcquireTokenOnBehalfOf(ctx, res.AccessToken, UserScope); err != nil {
+				t.Fatalf("with cache %v: call %d: %v", withCache, i, err)
+			}
+		}
+		if d := idp.Requests().Sub(before); d.OnBehalfOfGrant != 1 {
+			t.Errorf("with cache %v: %d on-behalf-of requests for 3 calls, want 1", withCache, d.OnBehalfOfGrant)
+		}
+	}
+}
+
+// addUser adds username to the identity provider's default tenant.
+func addUser(t testing.TB, idp *fakeidp.Server, username string) string {
+	t.Helper()
+	if _, err := idp.AddUser(idp.Tenant(), username); err != nil {
+		t.Fatal(err)
+	}
+	return username
+}
