@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/AzureAD/microsoft-authentication-library-for-go v1.10.1
 	github.com/gofrs/flock v0.13.2
+	github.com/redis/rueidis v1.0.79
 	github.com/zalando/go-keyring v0.2.8
 	golang.org/x/sys v0.50.0
 )

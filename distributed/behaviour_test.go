@@ -33,3 +33,6 @@ func TestLostUpdates(t *testing.T)  { dcachetest.LostUpdates(t, memoryStores()) 
 func TestHotPath(t *testing.T)      { dcachetest.HotPath(t, memoryStores()) }
 func TestSignOut(t *testing.T)      { dcachetest.SignOut(t, memoryStores()) }
 func TestOnBehalfOf(t *testing.T)   { dcachetest.OnBehalfOf(t, memoryStores()) }
+func TestOutage(t *testing.T)       { dcachetest.Outage(t, memoryStores()) }
+func TestExpiry(t *testing.T)       { dcachetest.Expiry(t, memoryStores()) }
+func TestEncrypted(t *testing.T)    { dcachetest.Encrypted(t, memoryStores()) }

@@ -88,6 +88,7 @@ type Stats struct {
 	Rejected      int64 // stored blobs that did not decrypt or parse (each one also a miss)
 	Bytes         int64 // bytes held by the in-process layer now
 	Pending       int   // writes kept for the store's return
+	StoreDown     bool  // the last store call failed and none has succeeded since (an outage)
 }
 
 // A pendingWrite is a change of a partition that the store could not take
@@ -192,11 +193,10 @@ func (c *Cache) sweepViewsLocked() {
 	})
 }
 
-// timeout returns ctx bounded by the Cache's timeout if it has no deadline.
+// timeout returns ctx bounded by the Cache's timeout: a store slower than
+// that is treated as out, and MSAL is served from memory, whatever time the
+// caller would allow.
 func (c *Cache) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
 	return context.WithTimeout(ctx, c.cfg.timeout)
 }
 
@@ -732,6 +732,7 @@ func (c *Cache) Stats() Stats {
 	}
 	c.mu.Lock()
 	s.Pending = len(c.pending)
+	s.StoreDown = c.down
 	c.mu.Unlock()
 	return s
 }

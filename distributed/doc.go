@@ -1,7 +1,121 @@
-// Package distributed is a partitioned MSAL token cache for confidential
-// clients (web apps, web APIs, daemons): one blob per partition key (a user's
-// home account ID, or a client and tenant for app tokens) in a shared Store,
-// used by many goroutines, processes and machines at once.
+// Package distributed is a partitioned MSAL Go token cache for confidential
+// clients (web apps, web APIs, daemons): one blob per partition key (a
+// user's home account ID; a client and tenant for app tokens) in a shared
+// Store, used by many goroutines, processes and machines at once.
+// NewMemoryStore keeps the blobs in the process; package redisstore keeps
+// them in Redis for many replicas.
 //
-// Work in progress: the Store contract is in store.go; the Cache follows.
+// # Wiring
+//
+// A web app holds one confidential client for all its requests, and signs
+// users out with RemovePartition:
+//
+//	store, err := redisstore.Open("rediss://cache.example:6380") // or distributed.NewMemoryStore()
+//	...
+//	c, err := distributed.New(store, distributed.WithEncryptionKeys(key)) // key: 32 random bytes, kept secret
+//	...
+//	defer store.Close()
+//	defer c.Close()
+//	app, err := confidential.New(authority, clientID, cred, confidential.WithCache(c))
+//
+//	// sign-in callback: app.AcquireTokenByAuthCode(...), keep res.Account.HomeAccountID in the session
+//	// each request:     app.AcquireTokenSilent(ctx, scopes, confidential.WithSilentAccount(account))
+//	// sign-out:         c.RemovePartition(ctx, account.HomeAccountID), then end the session
+//
+// A daemon calls app.AcquireTokenByCredential(ctx, scopes,
+// confidential.WithTenantID(tenant)) from as many goroutines as it likes:
+// each tenant's token is one partition, fetched once and then served from
+// the cache everywhere until it expires.
+//
+// One client per process is enough and is correct (see below). A client
+// keeps up to 1024 partitions in its memory; an app that serves more users
+// than that at once can spread them over a few clients on the same Cache,
+// choosing the client by a hash of the home account ID (a partition-affine
+// pool), which also makes each client's memory smaller and its reads
+// faster.
+//
+// # What it promises
+//
+//   - A shared client works. MSAL Go v1.10 calls Replace under a read lock
+//     and reads its memory after releasing it, so a Replace that swapped
+//     MSAL's memory for one partition would pull the tokens from under
+//     another goroutine (a naive per-partition plugin fails most silent
+//     calls on a shared client). The Cache makes MSAL's memory a working
+//     set: the union of the partitions the client used recently. A
+//     partition is dropped from it only when the set is full and the
+//     partition has not been used for two seconds, so a concurrent reader
+//     always finds its tokens.
+//   - Isolation. What is stored for a partition is computed from each entry
+//     of MSAL's memory: tokens, ID tokens and accounts with that
+//     home_account_id; app tokens with client_id and realm (and
+//     ext_cache_key) making that app partition key; the app's metadata
+//     (no user data) with every partition. The store's key for a partition
+//     is the prefix and a SHA-256 of prefix and partition key: no user,
+//     tenant or client is named in clear.
+//   - No lost updates. A write is a compare-and-set on the store's version,
+//     merged three ways (the file cache's merge: the partition as this
+//     client last saw it, as MSAL holds it now, as the store holds it) and
+//     retried on conflict. Writers never overwrite each other's tokens.
+//   - Cheap, coherent reads. With a store that sends change notices
+//     (Notifier: both stores of this module), a Replace for a partition
+//     MSAL already holds at the store's current version is a map lookup: no
+//     store call, no decoding, no Unmarshal. A partition that another
+//     process changes is read again at its next Replace, as soon as the
+//     store's notice arrives. Decoded partitions of other clients are kept
+//     in an in-process layer bounded in bytes (WithL1).
+//   - Sign-out. RemovePartition stores a tombstone with a new generation
+//     for the TTL: every process drops the partition from MSAL's memory at
+//     its next Replace, a write that began before the removal (a merge
+//     based on the old generation, a write kept during an outage) is
+//     dropped, and so is a write into the partition within 35 seconds after
+//     the client last read it alive: a token refresh that was in flight
+//     (MSAL gives a token request 30 seconds). A user who signs in again
+//     on the same client within that time is asked to sign in once more.
+//   - Expiry. A partition expires when no process has used it for the TTL
+//     (WithTTL, default 24 hours; reads renew it at most every quarter of
+//     the TTL). An app-token partition expires with its last access token.
+//   - Outage. When the store fails or does not answer within the timeout
+//     (WithTimeout, default 2 s), MSAL is served from its memory (warm users
+//     keep getting tokens), writes are kept in the process and written back
+//     (merged) when the store answers again, which the Cache probes for in
+//     the background. The outage and the recovery are logged once each.
+//     While the store is out, changes made elsewhere are not seen.
+//   - Security. With WithEncryptionKeys each blob is AES-256-GCM sealed,
+//     with the store key as additional data: a blob copied to another key
+//     does not open. A blob that does not open (other keys, tampered) is a
+//     miss and a warning; it is never handed to MSAL. Without keys, blobs
+//     are stored in clear: fine for NewMemoryStore, not for a shared Redis.
+//     Nothing secret is logged.
+//
+// # What MSAL Go v1.10 lets a cache do, and what it does not
+//
+//   - On-behalf-of (web APIs). MSAL keeps on-behalf-of tokens in a separate
+//     in-memory store, partitioned by a hash of the incoming assertion. Its
+//     Unmarshal rejects every input (MSAL Go issue 455), and after an
+//     on-behalf-of request MSAL exports its other store under the
+//     assertion's key. So a plugin can neither persist nor share
+//     on-behalf-of tokens. The Cache never hands that store anything and
+//     never stores a partition for an assertion (the filter finds no entry
+//     of it in what MSAL exports), so on-behalf-of works exactly as without
+//     a plugin: each process caches the tokens for the assertions it has
+//     seen, in memory, and asks the identity provider once per assertion
+//     and scope.
+//   - RemoveAccount names no partition (it Replaces and Exports the empty
+//     key). The Cache writes every partition the client holds that
+//     RemoveAccount changed, so it works for an account the client read
+//     recently (Account(ctx, id) first); RemovePartition is the sign-out
+//     that works everywhere.
+//   - Accounts() on a confidential client names no partition either: it
+//     lists the accounts of the client's working set. Web apps look an
+//     account up with Account(ctx, homeAccountID), which reads its
+//     partition.
+//
+// # Concurrency
+//
+// A Cache is safe for concurrent use and may serve any number of MSAL
+// clients. It never holds a lock across a store call; a lock of one client's
+// working set is held while MSAL's memory is replaced (an in-memory
+// operation), so that the Cache knows what MSAL holds. Close stops the
+// background write-back after one more attempt; it does not close the
+// store, which its opener closes after the Cache.
 package distributed

@@ -77,8 +77,9 @@ func WithL1(maxBytes int64) Option { return optionFunc(func(c *config) { c.l1 = 
 // their store key. The default discards everything.
 func WithLogger(l *slog.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
 
-// WithTimeout bounds each store call made for a ctx without a deadline
-// (default 2 s).
+// WithTimeout bounds each store call (default 2 s); a ctx with an earlier
+// deadline bounds it sooner. A store that does not answer in time is
+// treated as out: MSAL is served from process memory, writes are kept.
 func WithTimeout(d time.Duration) Option { return optionFunc(func(c *config) { c.timeout = d }) }
 
 func withView(max int, grace time.Duration) Option {

@@ -55,8 +55,11 @@ type Notifier interface {
 	// another writer (another Cache, process or machine) changed, or that was
 	// deleted or expired, after this client loaded it; f("") means anything
 	// may have changed (the connection to the server was lost or
-	// re-established). f is called on the store's own goroutine and must
-	// return quickly. Notify may be called once, before the first Load.
+	// re-established). f may also be called for this client's own writes
+	// (the Cache expects it). f is called on the store's own goroutine, or
+	// within the Store call that made the change, and must return quickly;
+	// it never calls the store. New calls Notify once per Cache, before its
+	// first Load; several Caches may share one store.
 	Notify(f func(key string))
 }
 

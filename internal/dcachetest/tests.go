@@ -1,7 +1,9 @@
 package dcachetest
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +21,13 @@ func Run(t *testing.T, newStore NewStore) {
 		"SharedClient": SharedClient,
 		"Daemon":       Daemon,
 		"Isolation":    Isolation,
+		"LostUpdates":  LostUpdates,
+		"HotPath":      HotPath,
+		"SignOut":      SignOut,
+		"OnBehalfOf":   OnBehalfOf,
+		"Outage":       Outage,
+		"Expiry":       Expiry,
+		"Encrypted":    Encrypted,
 	} {
 		t.Run(name, func(t *testing.T) { f(t, newStore) })
 	}
@@ -313,4 +322,180 @@ func addUser(t testing.TB, idp *fakeidp.Server, username string) string {
 		t.Fatal(err)
 	}
 	return username
+}
+
+// logCounter counts log records by level and message prefix.
+type logCounter struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *logCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logCounter) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r)
+	return nil
+}
+func (h *logCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logCounter) WithGroup(string) slog.Handler      { return h }
+
+func (h *logCounter) count(level slog.Level, contains string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.records {
+		if r.Level == level && strings.Contains(r.Message, contains) {
+			n++
+		}
+	}
+	return n
+}
+
+// Outage: with the store down, warm users keep getting tokens, a sign-in
+// is kept and written back when the store returns, no call waits past the
+// timeout, and the outage and the recovery are logged once each.
+func Outage(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	f := NewFailing(newStore(t))
+	logs := &logCounter{}
+	const timeout = 500 * time.Millisecond
+	c := NewCache(t, f, distributed.WithTimeout(timeout), distributed.WithLogger(slog.New(logs)))
+	app := WebApp(t, idp, c)
+	accounts := SignInAll(t, ctx, idp, app, 8)
+	if errs := Hammer(ctx, app, accounts, 4, 10); len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+
+	for _, hang := range []bool{false, true} {
+		f.Set(true, hang)
+		start := time.Now()
+		if errs := Hammer(ctx, app, accounts, 8, 25); len(errs) > 0 {
+			t.Fatalf("store down (hang %v): %d warm silent calls failed; first: %v", hang, len(errs), errs[0])
+		}
+		// A user the process never saw: no token, but no hang either.
+		cold := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		_, err := app.AcquireTokenSilent(cctx, UserScope, confidential.WithSilentAccount(confidential.Account{HomeAccountID: "unknown.tid"}))
+		cancel()
+		if err == nil {
+			t.Error("a silent call for an unknown user succeeded")
+		}
+		if d := time.Since(cold); d > 10*timeout+5*time.Second {
+			t.Errorf("hang %v: a cold call took %v with a timeout of %v", hang, d, timeout)
+		}
+		t.Logf("hang %v: 200 warm calls and a cold one in %v", hang, time.Since(start))
+		f.Set(false, false)
+		waitPending(t, c, 0)
+	}
+
+	// A sign-in during an outage is kept, then written back.
+	f.Set(true, false)
+	newcomer := SignIn(t, ctx, idp, app, User(100), UserScope)
+	if err := Silent(ctx, app, newcomer); err != nil {
+		t.Fatalf("the user who signed in during the outage: %v", err)
+	}
+	if n := c.Stats().Pending; n != 1 {
+		t.Errorf("%d writes kept during the outage, want 1", n)
+	}
+	f.Set(false, false)
+	waitPending(t, c, 0)
+	other := WebApp(t, idp, NewCache(t, newStore(t)))
+	before := idp.Requests()
+	if err := Silent(ctx, other, newcomer); err != nil || idp.Requests().Sub(before).Token != 0 {
+		t.Errorf("another process after the recovery: %v, %d token requests; want the written-back token", err, idp.Requests().Sub(before).Token)
+	}
+	if n := logs.count(slog.LevelWarn, "unavailable"); n != 3 {
+		t.Errorf("%d outage warnings for 3 outages", n)
+	}
+	if n := logs.count(slog.LevelInfo, "available again"); n != 3 {
+		t.Errorf("%d recovery records for 3 outages", n)
+	}
+}
+
+// waitPending waits until c holds want writes for later and, with want 0,
+// knows the store is back.
+func waitPending(t *testing.T, c *distributed.Cache, want int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for st := c.Stats(); st.Pending != want || (want == 0 && st.StoreDown); st = c.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("writes kept: %+v, want %d", c.Stats(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Expiry: user partitions are stored with the sliding TTL; an app-token
+// partition with the life of its token, if shorter.
+func Expiry(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	rec := NewRecorder(newStore(t))
+	const ttl = 3 * time.Hour
+	c := NewCache(t, rec, distributed.WithTTL(ttl))
+	app := WebApp(t, idp, c)
+	SignIn(t, ctx, idp, app, User(0), UserScope)
+	idp.SetTokenLifetime(20 * time.Minute)
+	daemon := Client(t, idp, DaemonID, "daemon-secret", "", c)
+	if _, err := daemon.AcquireTokenByCredential(ctx, DaemonScope); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var user, appTTL []time.Duration
+	for _, d := range rec.TTLs {
+		if d == ttl {
+			user = append(user, d)
+		} else {
+			appTTL = append(appTTL, d)
+		}
+	}
+	if len(user) != 1 || len(appTTL) != 1 {
+		t.Fatalf("TTLs %v: want one user partition with %v and one app partition", rec.TTLs, ttl)
+	}
+	if appTTL[0] > 20*time.Minute || appTTL[0] < 15*time.Minute {
+		t.Errorf("the app partition expires after %v; its token after 20m", appTTL[0])
+	}
+}
+
+// Encrypted: with keys, stored values hold no token and no identifier; a
+// Cache with other keys cannot read them (a miss, never MSAL's input); a
+// Cache with the keys rotated still can.
+func Encrypted(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	k1, k2 := make([]byte, 32), make([]byte, 32)
+	k1[0], k2[0] = 1, 2
+	rec := NewRecorder(newStore(t))
+	app := WebApp(t, idp, NewCache(t, rec, distributed.WithEncryptionKeys(k1)))
+	if _, err := idp.AddUser(idp.Tenant(), User(0)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := idp.AuthCodeLogin(ctx, app, WebClientID, RedirectURI, User(0), UserScope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	for _, v := range rec.Values {
+		for _, secret := range []string{res.AccessToken[:40], res.Account.HomeAccountID, "user000", WebClientID} {
+			if strings.Contains(string(v), secret) {
+				t.Errorf("a stored value shows %q", secret)
+			}
+		}
+	}
+	rec.mu.Unlock()
+	wrong := NewCache(t, newStore(t), distributed.WithEncryptionKeys(k2))
+	if err := Silent(ctx, WebApp(t, idp, wrong), res.Account); err == nil {
+		t.Error("a Cache with another key served the token")
+	}
+	if st := wrong.Stats(); st.Rejected == 0 {
+		t.Errorf("stats %+v: the undecryptable blob was not counted", st)
+	}
+	rotated := WebApp(t, idp, NewCache(t, newStore(t), distributed.WithEncryptionKeys(k2, k1)))
+	before := idp.Requests()
+	if err := Silent(ctx, rotated, res.Account); err != nil || idp.Requests().Sub(before).Token != 0 {
+		t.Errorf("after rotation: %v", err)
+	}
 }

@@ -1,0 +1,95 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A Cluster is a local Redis Cluster of three masters and no replicas, with
+// a node timeout of 2 s.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// StartCluster starts three cluster-enabled servers, joins them with
+// redis-cli --cluster create and waits until every node reports
+// cluster_state:ok. Everything is stopped when t ends.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	Require(t)
+	dir := t.TempDir()
+	c := &Cluster{}
+	var addrs []string
+	for i := range 3 {
+		s := start(t, filepath.Join(dir, fmt.Sprint(i)), true)
+		c.Nodes = append(c.Nodes, s)
+		addrs = append(addrs, s.Addr())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	if err := c.waitOK(ctx); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return c
+}
+
+// WaitOK waits, bounded, until every node reports cluster_state:ok (after
+// a node was restarted, for example).
+func (c *Cluster) WaitOK(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	if err := c.waitOK(ctx); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+}
+
+// waitOK waits until every node reports cluster_state:ok.
+func (c *Cluster) waitOK(ctx context.Context) error {
+	for _, s := range c.Nodes {
+		for {
+			reply, err := s.Do("CLUSTER", "INFO")
+			info, _ := reply.(string)
+			state, _ := infoField(info, "cluster_state")
+			if err == nil && state == "ok" {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("node %s: cluster_state %q (error %v) after %v", s.Addr(), state, err, clusterTimeout)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// URL returns the cluster's URL in redisstore's form:
+// redis://h1:p1?addr=h2:p2&addr=h3:p3.
+func (c *Cluster) URL() string {
+	var extra []string
+	for _, s := range c.Nodes[1:] {
+		extra = append(extra, "addr="+s.Addr())
+	}
+	return c.Nodes[0].URL() + "?" + strings.Join(extra, "&")
+}
+
+// Calls returns how many times the nodes together executed command (see
+// Server.Calls).
+func (c *Cluster) Calls(command string) int64 {
+	var n int64
+	for _, s := range c.Nodes {
+		n += s.Calls(command)
+	}
+	return n
+}
