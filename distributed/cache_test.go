@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 
 	"github.com/msalcache/msalcache/internal/msaljson"
+	"github.com/msalcache/msalcache/internal/seal"
 )
 
 // manager stands in for an MSAL client's memory where a test needs to
@@ -436,4 +438,159 @@ func (f *failing) Notify(fn func(string)) {
 			fn(k)
 		}
 	})
+}
+
+// touches counts Touch calls.
+type touches struct {
+	inner Store
+	n     atomic.Int64
+}
+
+func (s *touches) Load(ctx context.Context, key string) ([]byte, Version, error) {
+	return s.inner.Load(ctx, key)
+}
+
+func (s *touches) Store(ctx context.Context, key string, value []byte, prev, next Version, ttl time.Duration) error {
+	return s.inner.Store(ctx, key, value, prev, next, ttl)
+}
+
+func (s *touches) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	s.n.Add(1)
+	return s.inner.Touch(ctx, key, ttl)
+}
+
+func (s *touches) Close() error          { return s.inner.Close() }
+func (s *touches) Notify(f func(string)) { s.inner.(Notifier).Notify(f) }
+
+func TestReadsRenewTheExpiry(t *testing.T) {
+	var clock struct {
+		sync.Mutex
+		now time.Time
+	}
+	clock.now = time.Now()
+	now := func() time.Time { clock.Lock(); defer clock.Unlock(); return clock.now }
+	advance := func(d time.Duration) { clock.Lock(); clock.now = clock.now.Add(d); clock.Unlock() }
+	s := &touches{inner: NewMemoryStore()}
+	writer := newCache(t, s.inner)
+	write(t, writer, &manager{}, "uid1.tid", "a")
+	write(t, writer, &manager{}, "app_tid_AppTokenCache", "b")
+	c := newCache(t, s, WithTTL(time.Hour), withClock(now))
+	m := &manager{}
+	replace := func(key string) { c.Replace(context.Background(), m, cache.ReplaceHints{PartitionKey: key}) }
+	replace("uid1.tid") // a load renews it
+	if s.n.Load() != 1 {
+		t.Fatalf("%d touches after the first read, want 1", s.n.Load())
+	}
+	for range 10 {
+		replace("uid1.tid")
+	}
+	if s.n.Load() != 1 {
+		t.Errorf("hot reads renewed the expiry %d times, want none within a quarter of the TTL", s.n.Load()-1)
+	}
+	advance(16 * time.Minute)
+	replace("uid1.tid")
+	replace("uid1.tid")
+	if s.n.Load() != 2 {
+		t.Errorf("%d touches after a quarter of the TTL, want 2", s.n.Load())
+	}
+	replace("app_tid_AppTokenCache")
+	advance(time.Hour)
+	replace("app_tid_AppTokenCache")
+	if s.n.Load() != 2 {
+		t.Error("reads renewed an app-token partition, which expires with its tokens")
+	}
+}
+
+func TestClose(t *testing.T) {
+	f := &failing{inner: NewMemoryStore()}
+	c, err := New(f, WithTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set(true, false)
+	write(t, c, &manager{}, "uid1.tid", "a") // kept: the store is down
+	if err := c.Close(); err == nil {
+		t.Error("Close with a write that could not be stored returned nil")
+	}
+	if err := c.Replace(context.Background(), &manager{}, cache.ReplaceHints{PartitionKey: "x"}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Replace after Close: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+
+	// With the store back, Close writes what was kept.
+	c2, _ := New(f, WithTimeout(time.Second))
+	f.set(true, false)
+	write(t, c2, &manager{}, "uid2.tid", "b")
+	f.set(false, false)
+	if err := c2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, newCache(t, f), "uid2.tid"); len(got.Sections["AccessToken"]) != 1 {
+		t.Errorf("the kept write was not stored by Close: %s", got.Raw)
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	keys, _ := seal.New(bytes.Repeat([]byte{7}, 32))
+	snap, _ := msaljson.Parse([]byte(`{"AccessToken":{"k":{"home_account_id":"h"}}}`), nil)
+	f.Add(encodeRecord(record{gen: 3, snap: snap}, "k", nil), false)
+	f.Add(encodeRecord(record{gen: 3, removed: true}, "k", nil), false)
+	f.Add(encodeRecord(record{gen: 3, snap: snap}, "k", keys), true)
+	f.Add([]byte{1, 0}, false)
+	f.Fuzz(func(t *testing.T, value []byte, sealed bool) {
+		k := keys
+		if !sealed {
+			k = nil
+		}
+		r, err := decodeRecord(value, "k", k, nil)
+		if err != nil {
+			return
+		}
+		if r.snap == nil {
+			t.Fatal("a decoded record without a snapshot")
+		}
+		again, err := decodeRecord(encodeRecord(r, "k", k), "k", k, nil)
+		if err != nil || again.gen != r.gen || again.removed != r.removed || !again.snap.Equal(r.snap) {
+			t.Errorf("round trip changed the record: %v", err)
+		}
+	})
+}
+
+// The working set drops the least recently used partition when it is full,
+// but never one used within the grace period: a concurrent reader may still
+// be reading it.
+func TestWorkingSetEviction(t *testing.T) {
+	var clock struct {
+		sync.Mutex
+		now time.Time
+	}
+	clock.now = time.Now()
+	now := func() time.Time { clock.Lock(); defer clock.Unlock(); return clock.now }
+	advance := func(d time.Duration) { clock.Lock(); clock.now = clock.now.Add(d); clock.Unlock() }
+	s := NewMemoryStore()
+	writer := newCache(t, s)
+	for i := range 4 {
+		write(t, writer, &manager{}, fmt.Sprintf("uid%d.tid", i), fmt.Sprint(i))
+	}
+	c := newCache(t, s, withView(2, time.Second), withClock(now))
+	m := &manager{}
+	replace := func(i int) {
+		c.Replace(context.Background(), m, cache.ReplaceHints{PartitionKey: fmt.Sprintf("uid%d.tid", i)})
+	}
+	replace(0)
+	replace(1)
+	replace(2) // over the size, but every partition is in use
+	for i := range 3 {
+		if !m.has(fmt.Sprintf("uid%d.tid", i), fmt.Sprint(i)) {
+			t.Errorf("partition %d was dropped within the grace period", i)
+		}
+	}
+	advance(2 * time.Second)
+	replace(2)
+	replace(3) // now the two least recently used go
+	if m.has("uid0.tid", "0") || m.has("uid1.tid", "1") || !m.has("uid2.tid", "2") || !m.has("uid3.tid", "3") {
+		t.Errorf("after eviction MSAL holds %s", m.data)
+	}
 }

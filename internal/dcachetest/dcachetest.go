@@ -132,6 +132,12 @@ func SignIn(t testing.TB, ctx context.Context, idp *fakeidp.Server, app confiden
 
 // SignInAll signs in n users (User(0) ...) with a few goroutines.
 func SignInAll(t testing.TB, ctx context.Context, idp *fakeidp.Server, app confidential.Client, n int) []confidential.Account {
+	return SignInOn(t, ctx, idp, func(int) confidential.Client { return app }, n)
+}
+
+// SignInOn signs in n users (User(0) ...), user i on app(i), with a few
+// goroutines.
+func SignInOn(t testing.TB, ctx context.Context, idp *fakeidp.Server, app func(i int) confidential.Client, n int) []confidential.Account {
 	t.Helper()
 	accounts := make([]confidential.Account, n)
 	var wg sync.WaitGroup
@@ -143,7 +149,7 @@ func SignInAll(t testing.TB, ctx context.Context, idp *fakeidp.Server, app confi
 					t.Error(err)
 					return
 				}
-				res, err := idp.AuthCodeLogin(ctx, app, WebClientID, RedirectURI, User(i), UserScope)
+				res, err := idp.AuthCodeLogin(ctx, app(i), WebClientID, RedirectURI, User(i), UserScope)
 				if err != nil {
 					t.Errorf("sign-in of %s: %v", User(i), err)
 					return
