@@ -214,3 +214,5 @@ func noLeaks(t *testing.T, what string, logs []byte, secrets ...string) {
 		}
 	}
 }
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
