@@ -328,7 +328,7 @@ func (s *server) handleMe(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Warn("web-app: downstream API", "err", oneLine(err.Error()))
 		s.page(w, r, http.StatusBadGateway, page{Title: "The API failed", User: rec.Username, SignOut: true,
-			Message: "The downstream API did not answer: " + oneLine(err.Error())})
+			Message: "The downstream API did not answer as expected. It is logged; try again later."})
 		return
 	}
 	s.page(w, r, http.StatusOK, page{Title: "You, to the API", User: rec.Username, SignOut: true,
@@ -372,7 +372,7 @@ func (s *server) callAPI(ctx context.Context, token string) ([]apiField, error) 
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := s.api.Do(req)
 	if err != nil {
-		return nil, errors.New("request failed") // the URL and transport error are enough in the log below
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -133,3 +133,28 @@ func TestSecureCookiesOverHTTPS(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIFailurePage: when the downstream API fails, the page says so
+// plainly, without the API's answer, a token or a stack trace.
+func TestAPIFailurePage(t *testing.T) {
+	s := newSite(t, "")
+	b := s.newBrowser(t)
+	s.signIn(t, b, s.a(), "alice@contoso.example")
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "goroutine 7 [running]: internal detail at api.go:42", http.StatusServiceUnavailable)
+	}))
+	defer api.Close()
+	srv := *s.a().srv
+	srv.apiURL = api.URL
+	req := httptest.NewRequest("GET", "/me", nil)
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: b.cookie(s.a().url, sessionCookie)})
+	rec := httptest.NewRecorder()
+	srv.routes().ServeHTTP(rec, req)
+	body := rec.Body.String()
+	if rec.Code != http.StatusBadGateway || !strings.Contains(body, "The API failed") {
+		t.Errorf("%d\n%s", rec.Code, body)
+	}
+	if stackTrace.MatchString(body) || jwtLike.MatchString(body) || strings.Contains(body, "internal detail") {
+		t.Errorf("the page shows the API's answer or a token:\n%s", body)
+	}
+}
