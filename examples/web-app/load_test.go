@@ -54,9 +54,9 @@ func benchmarkPages(b *testing.B, redisURL string) {
 			n := next.Add(1)
 			br, r := browsers[n%users], s.replicas[n%2]
 			start := time.Now()
-			resp := br.get(r.url + "/me")
+			resp, err := br.doErr(http.MethodGet, r.url+"/me", nil)
 			mine = append(mine, time.Since(start))
-			if resp.status != http.StatusOK {
+			if err != nil || resp.status != http.StatusOK {
 				failed.Add(1)
 			}
 		}

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
@@ -17,35 +19,79 @@ import (
 // provider's authorize URL the app redirected to.
 func (s *site) authorize(t testing.TB, b *browser, r *replica) string {
 	t.Helper()
-	resp := b.get(r.url + "/signin")
-	if resp.status != http.StatusFound || !strings.HasPrefix(resp.location, s.idp.Authority()) {
-		t.Fatalf("/signin: %d to %q, want a redirect to the identity provider", resp.status, resp.location)
+	u, err := s.authorizeErr(b, r)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return resp.location
+	return u
+}
+
+func (s *site) authorizeErr(b *browser, r *replica) (string, error) {
+	resp, err := b.doErr(http.MethodGet, r.url+"/signin", nil)
+	if err != nil {
+		return "", err
+	}
+	if resp.status != http.StatusFound || !strings.HasPrefix(resp.location, s.idp.Authority()) {
+		return "", fmt.Errorf("/signin: %d to %q, want a redirect to the identity provider", resp.status, resp.location)
+	}
+	return resp.location, nil
 }
 
 // consent signs username in at the identity provider for the authorize URL
 // and returns the callback URL it redirects the browser to.
 func (s *site) consent(t testing.TB, authorizeURL, username string) string {
 	t.Helper()
-	if _, err := s.idp.AddUser(s.idp.Tenant(), username); err != nil {
-		t.Fatal(err)
-	}
-	cb, err := s.idp.SignIn(authorizeURL, username)
+	cb, err := s.consentErr(authorizeURL, username)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cb.String()
+	return cb
+}
+
+func (s *site) consentErr(authorizeURL, username string) (string, error) {
+	if _, err := s.idp.AddUser(s.idp.Tenant(), username); err != nil {
+		return "", err
+	}
+	cb, err := s.idp.SignIn(authorizeURL, username)
+	if err != nil {
+		return "", err
+	}
+	return cb.String(), nil
 }
 
 // signIn signs username in on r in browser b, and checks the home page.
 func (s *site) signIn(t testing.TB, b *browser, r *replica, username string) {
 	t.Helper()
-	cb := s.consent(t, s.authorize(t, b, r), username)
-	home := b.follow(b.get(cb), cb)
-	if home.title() != "Signed in" || !strings.Contains(home.body, ">"+username+"<") {
-		t.Fatalf("after sign-in: %d %q\n%s", home.status, home.title(), home.body)
+	if err := s.signInErr(b, r, username); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// signInErr is signIn for any goroutine: it returns what went wrong.
+func (s *site) signInErr(b *browser, r *replica, username string) error {
+	au, err := s.authorizeErr(b, r)
+	if err != nil {
+		return err
+	}
+	cb, err := s.consentErr(au, username)
+	if err != nil {
+		return err
+	}
+	resp, err := b.doErr(http.MethodGet, cb, nil)
+	if err != nil {
+		return err
+	}
+	if resp.status != http.StatusSeeOther || resp.location != "/" {
+		return fmt.Errorf("callback: %d %q", resp.status, resp.title())
+	}
+	home, err := b.doErr(http.MethodGet, r.url+"/", nil)
+	if err != nil {
+		return err
+	}
+	if home.title() != "Signed in" || !strings.Contains(home.body, ">"+username+"<") {
+		return fmt.Errorf("after sign-in: %d %q\n%s", home.status, home.title(), home.body)
+	}
+	return nil
 }
 
 // expectRefused checks a refusal page: the status, a title, a message that
@@ -369,4 +415,49 @@ func tamper(sealed string) string {
 	}
 	raw[len(raw)/2] ^= 1
 	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// TestConcurrentUsers: users sign in, use the API page on the other
+// replica, and sign out, all at once on one shared client per replica:
+// every page shows its own user, and a signed-out user is refused while the
+// others are still served.
+func TestConcurrentUsers(t *testing.T) {
+	s := newSite(t, "")
+	const users = 24
+	var wg sync.WaitGroup
+	errs := make(chan error, users)
+	for i := range users {
+		wg.Go(func() {
+			name := fmt.Sprintf("user%02d@contoso.example", i)
+			b := s.newBrowser(t)
+			in, other := s.replicas[i%2], s.replicas[1-i%2]
+			if err := s.signInErr(b, in, name); err != nil {
+				errs <- fmt.Errorf("%s: %v", name, err)
+				return
+			}
+			for range 3 {
+				me, err := b.doErr(http.MethodGet, other.url+"/me", nil)
+				if err != nil || me.status != http.StatusOK || !strings.Contains(me.body, ">"+name+"<") {
+					errs <- fmt.Errorf("%s on %s: %d %q %v", name, other.srv.name, me.status, me.title(), err)
+					return
+				}
+				if strings.Count(me.body, "@contoso.example") != 2 { // #user and the API's preferred_username
+					errs <- fmt.Errorf("%s's page names another user:\n%s", name, me.body)
+					return
+				}
+			}
+			if _, err := b.doErr(http.MethodPost, other.url+"/signout", url.Values{}); err != nil {
+				errs <- err
+				return
+			}
+			if me, err := b.doErr(http.MethodGet, in.url+"/me", nil); err != nil || me.status != http.StatusUnauthorized {
+				errs <- fmt.Errorf("%s after sign-out: %d %q %v", name, me.status, me.title(), err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -127,24 +128,33 @@ type response struct {
 
 func (b *browser) do(method, u string, form url.Values) response {
 	b.t.Helper()
+	r, err := b.doErr(method, u, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return r
+}
+
+// doErr is do for any goroutine: it returns the error.
+func (b *browser) doErr(method, u string, form url.Values) (response, error) {
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
 	}
 	req, err := http.NewRequest(method, u, body)
 	if err != nil {
-		b.t.Fatal(err)
+		return response{}, err
 	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	resp, err := b.c.Do(req)
 	if err != nil {
-		b.t.Fatalf("%s %s: %v", method, u, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, location: resp.Header.Get("Location"), body: string(raw)}
+	raw, err := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, location: resp.Header.Get("Location"), body: string(raw)}, err
 }
 
 func (b *browser) get(u string) response { b.t.Helper(); return b.do(http.MethodGet, u, nil) }
