@@ -63,6 +63,8 @@ type Cache struct {
 	closed  bool
 	nviews  int
 
+	isClosed atomic.Bool // closed, for the hot path
+
 	wake chan struct{}
 	quit chan struct{}
 	done chan struct{}
@@ -160,6 +162,9 @@ func (c *Cache) notice(skey string) {
 
 // view returns the state kept for one MSAL client's memory.
 func (c *Cache) view(m any) (*view, error) {
+	if c.isClosed.Load() {
+		return nil, ErrClosed
+	}
 	if v, ok := c.views.Load(m); ok {
 		return v.(*view), nil
 	}
@@ -216,17 +221,19 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		// confidential client): MSAL keeps the partitions it holds.
 		return nil
 	}
-	skey := c.storeKey(key)
 	now := c.cfg.now()
-	var stamp uint64
 	if c.coherent {
 		if touch, ok := v.current(key, now, c.touchEvery(key)); ok {
 			c.st.memHits.Add(1)
 			if touch {
-				c.touch(ctx, key, skey, v)
+				c.touch(ctx, key, c.storeKey(key), v)
 			}
 			return nil
 		}
+	}
+	skey := c.storeKey(key)
+	var stamp uint64
+	if c.coherent {
 		stamp = c.l1.stamp(skey)
 		if ver, rec, ok := c.l1.get(skey); ok {
 			c.st.l1Hits.Add(1)
@@ -700,9 +707,10 @@ func (c *Cache) flush(ctx context.Context) bool {
 			delete(c.pending, w.key)
 		}
 		c.mu.Unlock()
-		// Every client re-reads the partition at its next Replace.
+		// Every client re-reads the partition at its next Replace; what
+		// they write meanwhile is based on the generation just written.
 		c.views.Range(func(_, v any) bool {
-			v.(*view).stale(w.key)
+			v.(*view).writtenBack(w.key, r)
 			return true
 		})
 	}
@@ -747,6 +755,7 @@ func (c *Cache) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.isClosed.Store(true)
 	c.mu.Unlock()
 	close(c.quit)
 	<-c.done

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -368,78 +367,6 @@ func waitWrittenBack(t *testing.T, c *Cache) {
 	}
 }
 
-// failing wraps a store and fails every call while it is down, like a
-// Redis that was killed; with hang, calls wait for their ctx instead (a
-// half-open connection). Notices are passed on while it is up, and "" when
-// it comes back, as a Redis client does when it reconnects.
-type failing struct {
-	inner      Store
-	mu         sync.Mutex
-	down, hang bool
-	notify     func(string)
-}
-
-func (f *failing) set(down, hang bool) {
-	f.mu.Lock()
-	f.down, f.hang = down, hang
-	notify := f.notify
-	f.mu.Unlock()
-	if !down && notify != nil {
-		notify("")
-	}
-}
-
-func (f *failing) fail(ctx context.Context) error {
-	f.mu.Lock()
-	down, hang := f.down, f.hang
-	f.mu.Unlock()
-	if !down {
-		return nil
-	}
-	if hang {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	return errors.New("connection refused")
-}
-
-func (f *failing) Load(ctx context.Context, key string) ([]byte, Version, error) {
-	if err := f.fail(ctx); err != nil {
-		return nil, 0, err
-	}
-	return f.inner.Load(ctx, key)
-}
-
-func (f *failing) Store(ctx context.Context, key string, value []byte, prev, next Version, ttl time.Duration) error {
-	if err := f.fail(ctx); err != nil {
-		return err
-	}
-	return f.inner.Store(ctx, key, value, prev, next, ttl)
-}
-
-func (f *failing) Touch(ctx context.Context, key string, ttl time.Duration) error {
-	if err := f.fail(ctx); err != nil {
-		return err
-	}
-	return f.inner.Touch(ctx, key, ttl)
-}
-
-func (f *failing) Close() error { return f.inner.Close() }
-
-func (f *failing) Notify(fn func(string)) {
-	f.mu.Lock()
-	f.notify = fn
-	f.mu.Unlock()
-	f.inner.(Notifier).Notify(func(k string) {
-		f.mu.Lock()
-		down := f.down
-		f.mu.Unlock()
-		if !down {
-			fn(k)
-		}
-	})
-}
-
 // touches counts Touch calls.
 type touches struct {
 	inner Store
@@ -498,37 +425,6 @@ func TestReadsRenewTheExpiry(t *testing.T) {
 	replace("app_tid_AppTokenCache")
 	if s.n.Load() != 2 {
 		t.Error("reads renewed an app-token partition, which expires with its tokens")
-	}
-}
-
-func TestClose(t *testing.T) {
-	f := &failing{inner: NewMemoryStore()}
-	c, err := New(f, WithTimeout(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.set(true, false)
-	write(t, c, &manager{}, "uid1.tid", "a") // kept: the store is down
-	if err := c.Close(); err == nil {
-		t.Error("Close with a write that could not be stored returned nil")
-	}
-	if err := c.Replace(context.Background(), &manager{}, cache.ReplaceHints{PartitionKey: "x"}); !errors.Is(err, ErrClosed) {
-		t.Errorf("Replace after Close: %v", err)
-	}
-	if err := c.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-
-	// With the store back, Close writes what was kept.
-	c2, _ := New(f, WithTimeout(time.Second))
-	f.set(true, false)
-	write(t, c2, &manager{}, "uid2.tid", "b")
-	f.set(false, false)
-	if err := c2.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := stored(t, newCache(t, f), "uid2.tid"); len(got.Sections["AccessToken"]) != 1 {
-		t.Errorf("the kept write was not stored by Close: %s", got.Raw)
 	}
 }
 

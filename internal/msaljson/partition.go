@@ -32,7 +32,8 @@ type Owners struct {
 //     every partition.
 //
 // Entries that belong to no partition and top-level scalars are left out.
-// o may be nil.
+// A partition with no entry of its own is empty, metadata or not. o may be
+// nil.
 func (s *Snapshot) Partition(key string, o *Owners) *Snapshot {
 	if key == "" {
 		return Empty
@@ -42,6 +43,7 @@ func (s *Snapshot) Partition(key string, o *Owners) *Snapshot {
 	}
 	seen := make(map[string]string)
 	out := &Snapshot{}
+	own := false
 	for name, section := range s.Sections {
 		var kept map[string]string
 		for k, c := range section {
@@ -50,6 +52,7 @@ func (s *Snapshot) Partition(key string, o *Owners) *Snapshot {
 				owner = ownerOf(name, c)
 			}
 			seen[c] = owner
+			own = own || owner == key
 			if owner == key || owner == everyPartition {
 				if kept == nil {
 					kept = map[string]string{}
@@ -65,7 +68,7 @@ func (s *Snapshot) Partition(key string, o *Owners) *Snapshot {
 		}
 	}
 	o.m = seen
-	if out.Sections == nil {
+	if !own {
 		return Empty
 	}
 	out.finish()

@@ -47,7 +47,7 @@ func TestPartition(t *testing.T) {
 		"app_tenant-a_AppTokenCache":      "app-at appmetadata-login-app",
 		"app_tenant-a_h4sh_AppTokenCache": "app-ext appmetadata-login-app",
 		"aGFzaA==":                        "appmetadata-login-app obo-at",
-		"app_tenant-b_AppTokenCache":      "appmetadata-login-app",
+		"app_tenant-b_AppTokenCache":      "",
 		"":                                "",
 	} {
 		for range 2 { // the second pass uses the owners memo
