@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,9 +18,6 @@ import (
 
 	"github.com/msalcache/msalcache/distributed"
 )
-
-// ErrClosed is returned by the methods of a Store after Close.
-var ErrClosed = errors.New("redisstore: the store is closed")
 
 // clientCacheTTL bounds how long a value stays in the client-side cache
 // without being read from the server again. Server-assisted invalidation
@@ -60,11 +58,12 @@ var casSHA = func() string {
 //
 // A Store is safe for concurrent use by multiple goroutines.
 type Store struct {
-	client  rueidis.Client
-	log     *slog.Logger
-	closed  atomic.Bool
-	onNote  atomic.Pointer[func(key string)]
-	cluster bool
+	client rueidis.Client
+	log    *slog.Logger
+	closed atomic.Bool
+
+	mu        sync.Mutex                         // serializes Notify
+	listeners atomic.Pointer[[]func(key string)] // replaced, never changed
 }
 
 // Open connects to the Redis server or cluster at url and returns a Store.
@@ -90,7 +89,7 @@ func Open(url string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{log: cfg.log, cluster: len(tgt.addrs) > 1}
+	s := &Store{log: cfg.log}
 	opt := rueidis.ClientOption{
 		InitAddress: tgt.addrs,
 		Username:    tgt.user,
@@ -184,8 +183,8 @@ func (s *Store) Store(ctx context.Context, key string, value []byte, prev, next 
 	if err := s.check(key); err != nil {
 		return err
 	}
-	if next == 0 {
-		return errors.New("redisstore: Store: the next version must not be zero")
+	if next == 0 || next == prev {
+		return errors.New("redisstore: Store: the next version must be new and not zero")
 	}
 	if ttl < 0 {
 		return fmt.Errorf("redisstore: Store: negative ttl %v", ttl)
@@ -243,12 +242,21 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 // Notify registers f, called with the key of every value that changed on
 // the server (another writer, this Store's own writes, Touch, expiry,
 // deletion) after this Store loaded it, and with "" when the connection to
-// a server is lost or a database is flushed: the client-side cache was
-// dropped then, and values loaded afterwards are tracked again on the new
-// connection. f runs on the connection's reading goroutine: it must return
-// quickly and not call the Store.
+// a server is lost or closed or a database is flushed: the client-side
+// cache was dropped then, and values loaded afterwards are tracked again on
+// the new connection. f runs on the reading goroutine of a connection (one
+// per server: those of a cluster's nodes may call it at the same time); it
+// must return quickly and not call the Store. Each call adds a listener (one per
+// Cache sharing the Store); every listener hears every key.
 func (s *Store) Notify(f func(key string)) {
-	s.onNote.Store(&f)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var fs []func(string)
+	if old := s.listeners.Load(); old != nil {
+		fs = append(fs, *old...)
+	}
+	fs = append(fs, f)
+	s.listeners.Store(&fs)
 }
 
 // invalidated is rueidis's OnInvalidations callback: keys is nil when the
@@ -260,26 +268,30 @@ func (s *Store) invalidated(keys []rueidis.RedisMessage) {
 	if keys == nil {
 		s.log.Debug("redisstore: client-side cache dropped (connection lost or closed, or database flushed)")
 	}
-	fp := s.onNote.Load()
-	if fp == nil {
+	fs := s.listeners.Load()
+	if fs == nil {
 		return
 	}
-	f := *fp
 	if keys == nil {
-		f("")
+		for _, f := range *fs {
+			f("")
+		}
 		return
 	}
 	for _, k := range keys {
 		if key, err := k.ToString(); err == nil {
-			f(key)
+			for _, f := range *fs {
+				f(key)
+			}
 		}
 	}
 }
 
-// Close closes the connections. Calls after Close return ErrClosed.
+// Close closes the connections. Calls after Close return
+// distributed.ErrClosed.
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
-		return ErrClosed
+		return distributed.ErrClosed
 	}
 	s.client.Close()
 	return nil
@@ -287,7 +299,7 @@ func (s *Store) Close() error {
 
 func (s *Store) check(key string) error {
 	if s.closed.Load() {
-		return ErrClosed
+		return distributed.ErrClosed
 	}
 	if key == "" {
 		return errors.New("redisstore: empty key")
@@ -297,7 +309,7 @@ func (s *Store) check(key string) error {
 
 func (s *Store) wrap(op string, err error) error {
 	if errors.Is(err, rueidis.ErrClosing) && s.closed.Load() {
-		return ErrClosed
+		return distributed.ErrClosed
 	}
 	return fmt.Errorf("redisstore: %s: %w", op, err)
 }

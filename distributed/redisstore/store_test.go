@@ -409,17 +409,17 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// TestClosedErrors: calls after Close return ErrClosed.
+// TestClosedErrors: calls after Close return distributed.ErrClosed.
 func TestClosedErrors(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv.URL())
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Load(bg(t), "k"); !errors.Is(err, ErrClosed) {
-		t.Errorf("Load after Close = %v, want ErrClosed", err)
+	if _, _, err := s.Load(bg(t), "k"); !errors.Is(err, distributed.ErrClosed) {
+		t.Errorf("Load after Close = %v, want distributed.ErrClosed", err)
 	}
-	if err := s.Close(); !errors.Is(err, ErrClosed) {
-		t.Errorf("second Close = %v, want ErrClosed", err)
+	if err := s.Close(); !errors.Is(err, distributed.ErrClosed) {
+		t.Errorf("second Close = %v, want distributed.ErrClosed", err)
 	}
 }

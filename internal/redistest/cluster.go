@@ -93,3 +93,56 @@ func (c *Cluster) Calls(command string) int64 {
 	}
 	return n
 }
+
+// AddReplica starts a server, joins it to the cluster as a replica of
+// master, and waits until it has synced. The cluster fails over to it when
+// master is killed (after the node timeout).
+func (c *Cluster) AddReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	id, err := master.Do("CLUSTER", "MYID")
+	if err != nil {
+		t.Fatalf("redistest: CLUSTER MYID: %v", err)
+	}
+	r := start(t, filepath.Join(t.TempDir(), "replica"), true)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "redis-cli", "--cluster", "add-node", r.Addr(), master.Addr(),
+		"--cluster-slave", "--cluster-master-id", id.(string)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redistest: redis-cli --cluster add-node: %v\n%s", err, out)
+	}
+	c.Nodes = append(c.Nodes, r)
+	for {
+		reply, err := r.Do("INFO", "replication")
+		info, _ := reply.(string)
+		if status, _ := infoField(info, "master_link_status"); err == nil && status == "up" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("redistest: the replica %s did not sync with %s within %v", r.Addr(), master.Addr(), clusterTimeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := c.waitOK(ctx); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return r
+}
+
+// KeyOn returns a key whose slot the node s serves, starting from prefix.
+func (c *Cluster) KeyOn(t testing.TB, s *Server, prefix string) string {
+	t.Helper()
+	for i := range 10000 {
+		k := fmt.Sprintf("%s%d", prefix, i)
+		_, err := s.Do("EXISTS", k)
+		if err == nil {
+			return k
+		}
+		if !strings.HasPrefix(err.Error(), "redis: MOVED") {
+			t.Fatalf("redistest: EXISTS %s on %s: %v", k, s.Addr(), err)
+		}
+	}
+	t.Fatalf("redistest: no key served by %s", s.Addr())
+	return ""
+}

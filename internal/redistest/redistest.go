@@ -58,15 +58,17 @@ type Server struct {
 }
 
 // Start starts a standalone redis-server on a free port of 127.0.0.1 and
-// waits until it answers PING. It is stopped when t ends.
-func Start(t testing.TB) *Server {
+// waits until it answers PING. It is stopped when t ends. args are more
+// redis-server options, such as "--appendonly", "yes" for a server whose
+// data survives Kill and Restart.
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	return start(t, t.TempDir(), false)
+	return start(t, t.TempDir(), false, args...)
 }
 
 // start launches a server in dir, picking free ports again when another
 // process took the one chosen (a race with other tests of the machine).
-func start(t testing.TB, dir string, cluster bool) *Server {
+func start(t testing.TB, dir string, cluster bool, args ...string) *Server {
 	t.Helper()
 	Require(t)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -78,10 +80,10 @@ func start(t testing.TB, dir string, cluster bool) *Server {
 		if err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
-		s := &Server{t: t, port: ports[0], dir: dir}
+		s := &Server{t: t, port: ports[0], dir: dir, args: args}
 		if cluster {
-			s.args = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-				"--cluster-node-timeout", "2000", "--cluster-port", strconv.Itoa(ports[1])}
+			s.args = append(s.args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+				"--cluster-node-timeout", "2000", "--cluster-port", strconv.Itoa(ports[1]))
 		}
 		if lastErr = s.launch(); lastErr == nil {
 			t.Cleanup(s.stop)
@@ -113,6 +115,7 @@ func freePorts(n int) ([]int, error) {
 
 // launch starts the process and waits until it answers PING.
 func (s *Server) launch() error {
+	// Later options override earlier ones: s.args may turn persistence on.
 	args := append([]string{
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,

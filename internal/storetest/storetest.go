@@ -34,6 +34,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) func() distributed.Store) {
 	}{
 		{"Missing", testMissing},
 		{"CompareAndSet", testCompareAndSet},
+		{"NextVersionMustBeNew", testNextVersionMustBeNew},
 		{"ValuesAreCopied", testValuesAreCopied},
 		{"OtherClientSeesWrites", testOtherClientSeesWrites},
 		{"TTL", testTTL},
@@ -148,6 +149,24 @@ func testCompareAndSet(t *testing.T, open func() distributed.Store) {
 	store(t, s, k, big, v3, v4, 0)
 	if v, ver := load(t, s, k); !bytes.Equal(v, big) || ver != v4 {
 		t.Fatalf("Load of a 1 MiB binary value: %d bytes, version %d; want %d bytes, version %d", len(v), ver, len(big), v4)
+	}
+}
+
+// testNextVersionMustBeNew: a write that would keep the version (or use the
+// zero Version) is refused: readers that compare versions would miss it.
+func testNextVersionMustBeNew(t *testing.T, open func() distributed.Store) {
+	s := open()
+	k := key(t, "k")
+	v1 := distributed.NewVersion()
+	store(t, s, k, []byte("one"), 0, v1, 0)
+	if err := s.Store(ctx(t), k, []byte("changed"), v1, v1, 0); err == nil {
+		t.Error("a write that keeps the version succeeded")
+	}
+	if err := s.Store(ctx(t), k, []byte("changed"), v1, 0, 0); err == nil {
+		t.Error("a write of version 0 succeeded")
+	}
+	if v, ver := load(t, s, k); string(v) != "one" || ver != v1 {
+		t.Fatalf("Load = %q, %d; want one, %d", v, ver, v1)
 	}
 }
 
@@ -337,17 +356,21 @@ func testNotify(t *testing.T, open func() distributed.Store) {
 		t.Fatalf("%T does not implement distributed.Notifier", a)
 	}
 	k := key(t, "k")
+	// Two listeners, as two Caches sharing the store register: each hears
+	// every change.
 	var mu sync.Mutex
-	heard := map[string]int{}
-	n.Notify(func(key string) {
-		mu.Lock()
-		heard[key]++
-		mu.Unlock()
-	})
+	heard := [2]map[string]int{{}, {}}
+	for i := range heard {
+		n.Notify(func(key string) {
+			mu.Lock()
+			heard[i][key]++
+			mu.Unlock()
+		})
+	}
 	count := func(key string) int {
 		mu.Lock()
 		defer mu.Unlock()
-		return heard[key] + heard[""]
+		return min(heard[0][key]+heard[0][""], heard[1][key]+heard[1][""])
 	}
 	b := open()
 

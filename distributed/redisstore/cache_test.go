@@ -1,0 +1,162 @@
+//go:build !windows
+
+package redisstore
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+
+	"github.com/msalcache/msalcache/distributed"
+	"github.com/msalcache/msalcache/internal/dcachetest"
+	"github.com/msalcache/msalcache/internal/redistest"
+)
+
+// redisStores returns dcachetest's store factory over one Redis deployment:
+// each call opens a new connection (a "process"); the first call of each
+// behaviour test empties the deployment, so tests start empty.
+func redisStores(url string, nodes ...*redistest.Server) dcachetest.NewStore {
+	var mu sync.Mutex
+	var current string
+	return func(t testing.TB) distributed.Store {
+		t.Helper()
+		// The behaviour test is the first two levels of the name
+		// (TestX/SharedClient); deeper subtests share its data.
+		name := strings.Join(strings.SplitN(t.Name(), "/", 3)[:min(2, strings.Count(t.Name(), "/")+1)], "/")
+		mu.Lock()
+		if name != current {
+			current = name
+			for _, n := range nodes {
+				if _, err := n.Do("FLUSHALL"); err != nil {
+					mu.Unlock()
+					t.Fatalf("FLUSHALL: %v", err)
+				}
+			}
+		}
+		mu.Unlock()
+		return open(t, url)
+	}
+}
+
+// TestCacheStandalone runs the Cache's behaviour tests (real MSAL Go
+// confidential clients) over a standalone redis-server.
+func TestCacheStandalone(t *testing.T) {
+	srv := redistest.Start(t)
+	dcachetest.Run(t, redisStores(srv.URL(), srv))
+}
+
+// TestCacheCluster runs them over a local 3-master Redis Cluster.
+func TestCacheCluster(t *testing.T) {
+	c := redistest.StartCluster(t)
+	dcachetest.Run(t, redisStores(c.URL(), c.Nodes...))
+}
+
+// logCount counts log records by level and message.
+type logCount struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *logCount) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logCount) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logCount) WithGroup(string) slog.Handler            { return h }
+func (h *logCount) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r)
+	return nil
+}
+
+func (h *logCount) count(level slog.Level, contains string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.records {
+		if r.Level == level && strings.Contains(r.Message, contains) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCacheOutage kills the real redis-server under a Cache serving a web
+// app: warm users keep getting tokens, no call waits past the Cache's
+// timeout, a user who signs in during the outage is kept and written back
+// when the server is restarted, another process then finds every token,
+// and the outage and the recovery are logged once each.
+func TestCacheOutage(t *testing.T) {
+	// Persistence on: the restarted server has the data of before the kill,
+	// as a production Redis would.
+	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	idp := dcachetest.IDP(t)
+	ctx := dcachetest.Ctx(t)
+	logs := &logCount{}
+	const timeout = 500 * time.Millisecond
+	c := dcachetest.NewCache(t, open(t, srv.URL(), WithDialTimeout(time.Second)),
+		distributed.WithTimeout(timeout), distributed.WithLogger(slog.New(logs)))
+	app := dcachetest.WebApp(t, idp, c)
+	accounts := dcachetest.SignInAll(t, ctx, idp, app, 8)
+	if errs := dcachetest.Hammer(ctx, app, accounts, 4, 10); len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+
+	srv.Kill()
+	start := time.Now()
+	if errs := dcachetest.Hammer(ctx, app, accounts, 8, 25); len(errs) > 0 {
+		t.Fatalf("redis-server killed: %d of 200 warm silent calls failed; first: %v", len(errs), errs[0])
+	}
+	t.Logf("redis-server killed: 200 warm silent calls in %v, 0 failed", time.Since(start).Round(time.Millisecond))
+	// A user this process never saw: no token, and no wait past the timeout.
+	cold := time.Now()
+	if err := dcachetest.Silent(ctx, app, confidential.Account{HomeAccountID: "unknown.tid"}); err == nil {
+		t.Error("a silent call for an unknown user succeeded")
+	}
+	if d := time.Since(cold); d > 4*timeout+5*time.Second {
+		t.Errorf("a cold call with the server down took %v (timeout %v)", d, timeout)
+	}
+	newcomer := dcachetest.SignIn(t, ctx, idp, app, dcachetest.User(100), dcachetest.UserScope)
+	if err := dcachetest.Silent(ctx, app, newcomer); err != nil {
+		t.Fatalf("the user who signed in during the outage: %v", err)
+	}
+	if st := c.Stats(); st.Pending != 1 || !st.StoreDown {
+		t.Fatalf("during the outage: %+v; want 1 write kept, store down", st)
+	}
+
+	srv.Restart()
+	restarted := time.Now()
+	deadline := restarted.Add(60 * time.Second)
+	for st := c.Stats(); st.Pending != 0 || st.StoreDown; st = c.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("60s after the restart: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("the kept write was written back %v after the restart", time.Since(restarted).Round(time.Millisecond))
+	if errs := dcachetest.Hammer(ctx, app, accounts, 4, 10); len(errs) > 0 {
+		t.Fatalf("after the restart: %d warm silent calls failed; first: %v", len(errs), errs[0])
+	}
+
+	// Another process finds the user of before the outage and the newcomer,
+	// without asking the identity provider.
+	other := dcachetest.WebApp(t, idp, dcachetest.NewCache(t, open(t, srv.URL())))
+	before := idp.Requests()
+	for _, a := range []confidential.Account{accounts[0], newcomer} {
+		if err := dcachetest.Silent(ctx, other, a); err != nil {
+			t.Errorf("another process after the restart, %s: %v", a.PreferredUsername, err)
+		}
+	}
+	if n := idp.Requests().Sub(before).Token; n != 0 {
+		t.Errorf("another process after the restart made %d token requests, want 0", n)
+	}
+	if n := logs.count(slog.LevelWarn, "unavailable"); n != 1 {
+		t.Errorf("%d outage warnings for one outage", n)
+	}
+	if n := logs.count(slog.LevelInfo, "available again"); n != 1 {
+		t.Errorf("%d recovery records for one outage", n)
+	}
+}
