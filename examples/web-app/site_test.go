@@ -159,28 +159,6 @@ func (b *browser) doErr(method, u string, form url.Values) (response, error) {
 
 func (b *browser) get(u string) response { b.t.Helper(); return b.do(http.MethodGet, u, nil) }
 
-// follow follows redirects from r, up to ten.
-func (b *browser) follow(r response, base string) response {
-	b.t.Helper()
-	for range 10 {
-		if r.location == "" {
-			return r
-		}
-		u, err := url.Parse(base)
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		next, err := u.Parse(r.location)
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		base = next.String()
-		r = b.get(base)
-	}
-	b.t.Fatal("too many redirects")
-	return r
-}
-
 // cookie returns the value of the browser's cookie name for u.
 func (b *browser) cookie(u, name string) string {
 	pu, _ := url.Parse(u)
