@@ -261,3 +261,48 @@ func TestRedisOutage(t *testing.T) {
 	})
 	noLeaks(t, "the replicas' logs", []byte(s.logs.String()), testSecret)
 }
+
+// TestDemoInteractive runs `web-app demo` as a user would without
+// --browser-check: it prints the replicas' URLs, serves them until Ctrl-C,
+// then stops everything and leaves nothing behind.
+func TestDemoInteractive(t *testing.T) {
+	redistest.Require(t)
+	tmp := t.TempDir()
+	p := start(t, []string{"TMPDIR=" + tmp}, "demo")
+	var urls []string
+	waitFor(t, 30*time.Second, "the replicas' URLs", func() bool {
+		urls = nil
+		for _, l := range strings.Split(p.stdout.String(), "\n") {
+			if u, ok := strings.CutPrefix(l, "Replica "); ok && len(u) > 3 {
+				urls = append(urls, u[3:])
+			}
+		}
+		return len(urls) == 2
+	})
+	for _, u := range urls {
+		resp, err := http.Get(u + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s/: %s", u, resp.Status)
+		}
+	}
+	if code := p.stop(t); code != exitOK {
+		t.Errorf("exit %d after Ctrl-C\n%s", code, p.stderr)
+	}
+	for _, u := range urls {
+		if resp, err := http.Get(u + "/"); err == nil {
+			resp.Body.Close()
+			t.Errorf("%s still answers after the demo stopped", u)
+		}
+	}
+	left, _ := os.ReadDir(tmp)
+	for _, e := range left {
+		t.Errorf("left behind in TMPDIR: %s", e.Name())
+	}
+	if pids := processesMentioning(tmp); len(pids) > 0 {
+		t.Errorf("processes still running with the demo's files: %v", pids)
+	}
+}
