@@ -33,6 +33,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -119,7 +120,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "loadtest:", err)
 		return exitUsage
 	}
-	r, err := runClients(ctx, o, stderr)
+	// Worker processes share stderr: one write at a time.
+	r, err := runClients(ctx, o, &lockedWriter{w: stderr})
 	if r != nil {
 		r.print(stdout)
 	}
@@ -131,4 +133,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

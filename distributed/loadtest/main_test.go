@@ -1,0 +1,138 @@
+//go:build !windows
+
+// The load command runs redis-server, which Wine does not have.
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/msalcache/msalcache/internal/msaljson"
+	"github.com/msalcache/msalcache/internal/redistest"
+	"github.com/msalcache/msalcache/internal/seal"
+)
+
+// TestMain lets the test binary be a worker process: the command
+// re-executes its own binary.
+func TestMain(m *testing.M) {
+	if os.Getenv(workerEnv) != "" {
+		os.Exit(workerMain())
+	}
+	os.Exit(m.Run())
+}
+
+// TestRun runs the command briefly, with a Redis kill in the middle, and
+// checks what it printed: calls were made, during the outage too, and there
+// was no failure, lost token or foreign entry; it started and stopped its
+// own redis-server and left nothing in the temporary directory.
+func TestRun(t *testing.T) {
+	redistest.Require(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"--procs=2", "--goroutines=4", "--users=20", "--tenants=3", "--duration=4s"}, &stdout, &stderr)
+	out := stdout.String()
+	t.Logf("output:\n%s", out)
+	if code != exitOK {
+		t.Errorf("exit status %d, want %d; stderr:\n%s", code, exitOK, stderr.String())
+	}
+	for _, want := range []string{
+		`(?m)^outage: +redis-server killed \(SIGKILL\) at`,
+		`(?m)^failures: +0 \(warm-up 0, while down 0\)$`,
+		`(?m)^lost tokens: +0 `,
+		`(?m)^foreign entries: 0 \(in 23 stored partitions read from Redis; 0 unknown, 0 missing\)$`,
+		`(?m)^result: +PASS$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("output does not match %s", want)
+		}
+	}
+	m := regexp.MustCompile(`(?m)^calls: +(\d+) \((\d+) while Redis was down\)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("no calls line")
+	}
+	if all, _ := strconv.Atoi(m[1]); all == 0 {
+		t.Error("no calls were made")
+	}
+	if down, _ := strconv.Atoi(m[2]); down == 0 {
+		t.Error("no calls were made while Redis was down")
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("left behind in the temporary directory: %v", left)
+	}
+}
+
+// TestInspectFindsForeignEntries copies one user's entries into another's
+// stored partition, in Redis, and checks that the inspection counts them.
+func TestInspectFindsForeignEntries(t *testing.T) {
+	redistest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, stop, err := setUp(options{redisURL: redistest.Start(t).URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	accounts, _, err := signIn(ctx, e, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := accounts[0].HomeAccountID, accounts[1].HomeAccountID
+	partitions := map[string]bool{a: true, b: true}
+	in, err := inspect(ctx, e.redisURL, e.prefix, e.key, partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in != (inspection{partitions: 2}) {
+		t.Fatalf("before: %+v, want 2 partitions and nothing else", in)
+	}
+
+	client, err := openRaw(e.redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	keys, err := seal.New(e.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(partition string) ([]byte, *msaljson.Snapshot) {
+		skey := storeKey(e.prefix, partition)
+		raw, err := client.Do(ctx, client.B().Get().Key(skey).Build()).AsBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := keys.Open(raw[8:], []byte(skey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := msaljson.Parse(rec[10:], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(raw[:8:8], rec[:10]...), s
+	}
+	headA, snapA := read(a)
+	_, snapB := read(b)
+	both := msaljson.Union(snapA, snapB)
+	value := append(headA[:8:8], keys.Seal(append(headA[8:], both.Encode()...), []byte(storeKey(e.prefix, a)))...)
+	if err := client.Do(ctx, client.B().Set().Key(storeKey(e.prefix, a)).Value(string(value)).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+
+	in, err = inspect(ctx, e.redisURL, e.prefix, e.key, partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := entries(snapB); in.foreign != want || want == 0 {
+		t.Errorf("foreign entries %d, want %d (user B's entries in user A's partition)", in.foreign, want)
+	}
+}
