@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -150,14 +151,20 @@ func (c *Cache) storeKey(key string) string {
 	return c.cfg.prefix + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// notice is the store's invalidation callback.
+// notice is the store's invalidation callback. It takes no lock that is
+// held for long: the clients' views see the notice through their watches.
 func (c *Cache) notice(skey string) {
 	c.st.invalidations.Add(1)
 	c.l1.invalidate(skey)
-	c.views.Range(func(_, v any) bool {
-		v.(*view).invalidate(skey)
-		return true
-	})
+}
+
+// watch returns a watch of the store's notices for skey, taken before a
+// read of it.
+func (c *Cache) watch(skey string) watch {
+	if !c.coherent {
+		return watch{}
+	}
+	return c.l1.watch(skey)
 }
 
 // view returns the state kept for one MSAL client's memory.
@@ -232,12 +239,11 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		}
 	}
 	skey := c.storeKey(key)
-	var stamp uint64
+	w := c.watch(skey)
 	if c.coherent {
-		stamp = c.l1.stamp(skey)
 		if ver, rec, ok := c.l1.get(skey); ok {
 			c.st.l1Hits.Add(1)
-			if c.present(v, u, key, skey, ver, rec, stamp, now) {
+			if c.present(v, u, key, skey, ver, rec, w, now) {
 				c.touch(ctx, key, skey, v)
 			}
 			return nil
@@ -251,7 +257,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 			if p.remove {
 				content = record{removed: true}
 			}
-			v.set(u, key, skey, 0, content, true, func() bool { return false }, now, 0, c.unmarshaled)
+			v.set(u, key, skey, 0, content, true, watch{}, now, 0, c.unmarshaled)
 		}
 		return nil
 	}
@@ -259,8 +265,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	if !ok {
 		return nil
 	}
-	fresh := func() bool { return !c.coherent || c.l1.stamp(skey) == stamp }
-	if touch, ok := v.holds(key, ver, fresh, now, c.touchEvery(key)); ok {
+	if touch, ok := v.holds(key, ver, w, now, c.touchEvery(key)); ok {
 		// The version MSAL holds: nothing to decode or replace.
 		c.st.memHits.Add(1)
 		if touch {
@@ -270,20 +275,19 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	}
 	rec := c.decode(value, skey, v.memoOf(key))
 	if c.coherent && !rec.removed {
-		c.l1.put(skey, ver, rec, stamp)
+		c.l1.put(skey, ver, rec, w.stamp)
 	}
-	if c.present(v, u, key, skey, ver, rec, stamp, now) {
+	if c.present(v, u, key, skey, ver, rec, w, now) && ver != 0 {
 		c.touch(ctx, key, skey, v)
 	}
 	return nil
 }
 
 // present makes MSAL's memory hold rec (the store's version ver) for key,
-// and reports whether the partition's expiry is due to be renewed. stamp
-// was taken before rec was read.
-func (c *Cache) present(v *view, u cache.Unmarshaler, key, skey string, ver Version, rec record, stamp uint64, now time.Time) bool {
-	fresh := func() bool { return !c.coherent || c.l1.stamp(skey) == stamp }
-	return v.set(u, key, skey, ver, rec, false, fresh, now, c.touchEvery(key), c.unmarshaled)
+// and reports whether the partition's expiry is due to be renewed. w was
+// taken before rec was read.
+func (c *Cache) present(v *view, u cache.Unmarshaler, key, skey string, ver Version, rec record, w watch, now time.Time) bool {
+	return v.set(u, key, skey, ver, rec, false, w, now, c.touchEvery(key), c.unmarshaled)
 }
 
 // unmarshaled counts a replacement of MSAL's memory.
@@ -296,8 +300,7 @@ func (c *Cache) unmarshaled(err error) {
 	}
 }
 
-// load reads and decodes skey. ok is false when the store failed; a blob
-// that does not decrypt or parse is a miss.
+// loadValue reads skey from the store; ok is false when the store failed.
 func (c *Cache) loadValue(ctx context.Context, skey string) ([]byte, Version, bool) {
 	cctx, cancel := c.timeout(ctx)
 	defer cancel()
@@ -348,7 +351,9 @@ func (c *Cache) touch(ctx context.Context, key, skey string, v *view) {
 	if err := c.store.Touch(cctx, skey, c.cfg.ttl); err != nil {
 		c.failed(ctx, err)
 		v.untouched(key)
+		return
 	}
+	c.recovered()
 }
 
 // ttl is the expiry of a partition written with content s: the sliding TTL,
@@ -394,7 +399,7 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, h cache.ExportHin
 	}
 	jobs, err := v.changes(data, h.PartitionKey, c.cfg.now())
 	if err != nil {
-		return err
+		return fmt.Errorf("distributed: MSAL's cache: %w", err)
 	}
 	for _, j := range jobs {
 		j.skey = c.storeKey(j.key)
@@ -473,6 +478,7 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 			c.failed(ctx, err)
 			return writeResult{outcome: failed}
 		}
+		c.recovered()
 		theirs := record{snap: msaljson.Empty}
 		if value != nil {
 			if theirs, err = decodeRecord(value, w.skey, c.keys, memo); err != nil {
@@ -715,8 +721,12 @@ func (c *Cache) flush(ctx context.Context) bool {
 		})
 	}
 	c.mu.Lock()
-	left := len(c.pending)
+	left, down := len(c.pending), c.down
 	c.mu.Unlock()
+	if left == 0 && down {
+		_, _, ok := c.loadValue(ctx, c.cfg.prefix+"probe")
+		return ok
+	}
 	return left == 0
 }
 
@@ -766,7 +776,7 @@ func (c *Cache) Close() error {
 		n := len(c.pending)
 		c.mu.Unlock()
 		if n > 0 {
-			return errors.New("distributed: Close: " + strconv.Itoa(n) + " partition writes could not be stored (the store is unavailable)")
+			return fmt.Errorf("distributed: Close: %d partition writes could not be stored: %w", n, ErrUnavailable)
 		}
 	}
 	return nil

@@ -15,7 +15,7 @@ import (
 type l1 struct {
 	max    int64
 	seed   maphash.Seed
-	stamps [256]atomic.Uint64 // notices seen, by hash bucket of the key
+	stamps [4096]atomic.Uint64 // notices seen, by hash bucket of the key
 
 	mu    sync.Mutex
 	bytes int64
@@ -44,9 +44,12 @@ func (c *l1) bucket(key string) *atomic.Uint64 {
 	return &c.stamps[maphash.String(c.seed, key)%uint64(len(c.stamps))]
 }
 
-// stamp returns the notice count of key's bucket, taken before a store load
-// whose result is to be put with put.
-func (c *l1) stamp(key string) uint64 { return c.bucket(key).Load() }
+// watch returns a watch of the notices for key from now on; its stamp,
+// taken before a store load, is what put checks.
+func (c *l1) watch(key string) watch {
+	b := c.bucket(key)
+	return watch{b, b.Load()}
+}
 
 // get returns the entry for key, if any.
 func (c *l1) get(key string) (Version, record, bool) {
@@ -62,7 +65,7 @@ func (c *l1) get(key string) (Version, record, bool) {
 }
 
 // put stores r at version v for key, unless a notice for key's bucket came
-// after stamp was taken. It evicts the least recently used entries to stay
+// after stamp (of a watch) was taken. It evicts the least recently used entries to stay
 // within the byte bound; a value larger than the bound is not kept.
 func (c *l1) put(key string, v Version, r record, stamp uint64) {
 	size := entrySize(key, r)
@@ -120,3 +123,14 @@ func (c *l1) size() int64 {
 	defer c.mu.Unlock()
 	return c.bytes
 }
+
+// A watch tells whether a notice came for a key (or another key of its
+// bucket) since it was taken: a lock-free check, so that a notice never
+// waits for a client's lock. The zero watch is always fresh (a store
+// without notices).
+type watch struct {
+	bucket *atomic.Uint64
+	stamp  uint64
+}
+
+func (w watch) fresh() bool { return w.bucket == nil || w.bucket.Load() == w.stamp }

@@ -31,7 +31,6 @@ import (
 type view struct {
 	mu       sync.Mutex
 	parts    map[string]*part  // by partition key
-	bySkey   map[string]string // store key -> partition key
 	intact   bool              // MSAL's memory is the union of parts
 	refuses  bool              // MSAL rejects Unmarshal (its on-behalf-of store)
 	memo     map[string]string // msaljson's memo of the last parse of MSAL's memory
@@ -47,7 +46,8 @@ type part struct {
 	gen     uint64
 	snap    *msaljson.Snapshot // what MSAL holds for the partition
 	exact   bool               // snap is the store's value at version
-	synced  bool               // exact, and no notice said otherwise since
+	synced  bool               // exact, and no notice came between the read and now (see watch)
+	watch   watch              // the notices that condemn it
 	used    time.Time
 	touched time.Time // the store's expiry of it was last renewed
 	removed bool      // the store holds a tombstone
@@ -62,7 +62,7 @@ type part struct {
 const inFlight = 30*time.Second + 5*time.Second
 
 func newView(max int, grace time.Duration) *view {
-	return &view{parts: map[string]*part{}, bySkey: map[string]string{}, max: max, grace: grace}
+	return &view{parts: map[string]*part{}, max: max, grace: grace}
 }
 
 // current reports whether MSAL holds key at the store's current version (as
@@ -72,7 +72,7 @@ func (v *view) current(key string, now time.Time, touchEvery time.Duration) (tou
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
-	if p == nil || !p.synced || !(v.intact || v.refuses) {
+	if p == nil || !p.synced || !p.watch.fresh() || !(v.intact || v.refuses) {
 		return false, false
 	}
 	p.used, v.lastUsed = now, now
@@ -87,15 +87,15 @@ func (v *view) current(key string, now time.Time, touchEvery time.Duration) (tou
 }
 
 // holds reports whether MSAL holds key exactly as the store's version ver,
-// and whether its expiry is due to be renewed. fresh is as for set.
-func (v *view) holds(key string, ver Version, fresh func() bool, now time.Time, touchEvery time.Duration) (touch, ok bool) {
+// and whether its expiry is due to be renewed. w is as for set.
+func (v *view) holds(key string, ver Version, w watch, now time.Time, touchEvery time.Duration) (touch, ok bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
 	if p == nil || !p.exact || p.version != ver || !(v.intact || v.refuses) {
 		return false, false
 	}
-	p.synced = fresh()
+	p.watch, p.synced = w, w.fresh()
 	p.used, v.lastUsed = now, now
 	if !p.removed {
 		p.aliveAt = now
@@ -109,10 +109,10 @@ func (v *view) holds(key string, ver Version, fresh func() bool, now time.Time, 
 
 // set makes MSAL's memory hold rec (the store's version ver) for key, with
 // the other partitions of the working set, replacing MSAL's memory only if
-// that changes it. fresh reports, under the view's lock, whether no notice
-// came for the key since rec was read. It returns whether the expiry is due
+// that changes it. w watches the notices for the key since before rec was
+// read. It returns whether the expiry is due
 // to be renewed and whether MSAL's memory was replaced.
-func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, pending bool, fresh func() bool, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
+func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, pending bool, w watch, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	content := rec.snap
@@ -121,7 +121,7 @@ func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec recor
 	}
 	old := v.parts[key]
 	exact := !pending
-	p := &part{skey: skey, version: ver, gen: rec.gen, snap: content, exact: exact, synced: exact && fresh(), used: now}
+	p := &part{skey: skey, version: ver, gen: rec.gen, snap: content, exact: exact, synced: exact && w.fresh(), watch: w, used: now}
 	p.removed = rec.removed
 	if !p.removed {
 		p.aliveAt = now
@@ -141,7 +141,6 @@ func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec recor
 		touch = true
 	}
 	v.parts[key] = p
-	v.bySkey[skey] = key
 	v.lastUsed = now
 	if v.evict(key, now) {
 		changed = true
@@ -184,7 +183,6 @@ func (v *view) evict(keep string, now time.Time) bool {
 		}
 		p := v.parts[a.key]
 		delete(v.parts, a.key)
-		delete(v.bySkey, p.skey)
 		dropped = dropped || !p.snap.Equal(msaljson.Empty)
 	}
 	return dropped
@@ -248,22 +246,6 @@ func (v *view) written(key string, ours, merged *msaljson.Snapshot, ver Version,
 	}
 	p.version, p.gen, p.synced, p.touched = ver, gen, false, now
 	p.exact = merged == ours || merged.Equal(ours)
-}
-
-// invalidate marks the partition at store key skey ("" every partition) as
-// changed elsewhere.
-func (v *view) invalidate(skey string) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if skey == "" {
-		for _, p := range v.parts {
-			p.synced = false
-		}
-		return
-	}
-	if p := v.parts[v.bySkey[skey]]; p != nil {
-		p.synced = false
-	}
 }
 
 // stale marks key as to be read again at its next Replace.

@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 	"github.com/redis/rueidis"
 
 	"github.com/msalcache/msalcache/distributed"
+	"github.com/msalcache/msalcache/internal/dcachetest"
 	"github.com/msalcache/msalcache/internal/redistest"
 )
 
@@ -128,4 +130,45 @@ func BenchmarkInvalidation(b *testing.B) {
 	b.ReportMetric(float64(delays[len(delays)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(delays[len(delays)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(delays[len(delays)-1].Microseconds()), "max-µs")
+}
+
+// BenchmarkCacheSilentHit: AcquireTokenSilent of a cached token for one
+// user (real MSAL Go confidential client) with no plugin, and with the
+// Cache over Redis with and without its in-process layer; it reports the
+// commands the server executed per call.
+func BenchmarkCacheSilentHit(b *testing.B) {
+	srv := redistest.Start(b)
+	for _, tc := range []struct {
+		name  string
+		cache func(b *testing.B) cache.ExportReplace
+	}{
+		{"no-plugin", func(*testing.B) cache.ExportReplace { return nil }},
+		{"redis-L1", func(b *testing.B) cache.ExportReplace {
+			return dcachetest.NewCache(b, open(b, srv.URL()))
+		}},
+		{"redis-no-L1", func(b *testing.B) cache.ExportReplace {
+			return dcachetest.NewCache(b, open(b, srv.URL()), distributed.WithL1(0))
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			idp := dcachetest.IDP(b)
+			ctx := dcachetest.Ctx(b)
+			app := dcachetest.WebApp(b, idp, tc.cache(b))
+			a := dcachetest.SignIn(b, ctx, idp, app, dcachetest.User(0), dcachetest.UserScope)
+			if err := dcachetest.Silent(ctx, app, a); err != nil {
+				b.Fatal(err)
+			}
+			before := srv.Calls("get") + srv.Calls("evalsha") + srv.Calls("pexpire")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if err := dcachetest.Silent(ctx, app, a); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			cmds := srv.Calls("get") + srv.Calls("evalsha") + srv.Calls("pexpire") - before
+			b.ReportMetric(float64(cmds)/float64(b.N), "redis-cmds/op")
+		})
+	}
 }
