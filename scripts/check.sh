@@ -57,7 +57,7 @@ stage() {
 # exactly which to install and stops.
 packages() {
 	local need=(dbus dbus-daemon dbus-bin gnome-keyring libsecret-tools wine64
-		gcc-mingw-w64-x86-64 spin gcc libc6-dev nodejs npm redis-server redis-tools)
+		gcc-mingw-w64-x86-64 spin gcc libc6-dev nodejs npm redis-server redis-tools chromium)
 	local missing=() p
 	for p in "${need[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -49,7 +49,8 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 		}
 		challenge := `Bearer realm="fakeidp", resource="` + MeResource + `"`
 		if code != "" {
-			challenge += `, error="` + code + `", error_description="` + err.Error() + `"`
+			desc := strings.NewReplacer(`"`, `'`, `\`, `/`).Replace(err.Error())
+			challenge += `, error="` + code + `", error_description="` + desc + `"`
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "error_description": "fakeidp: " + err.Error()})
@@ -83,7 +84,7 @@ func (s *Server) bearer(r *http.Request) (map[string]any, *tenant, error) {
 	case err != nil:
 		return nil, nil, err
 	case claimString(claims, "idtyp") != "user":
-		return nil, t, errors.New("the me API needs a user's token, not an application's")
+		return nil, t, errors.New("the me API needs a user's access token (not an application token or an ID token)")
 	case !audienceIs(claims, MeResource):
 		return nil, t, errors.New("the token is for another audience than " + MeResource)
 	case !strings.Contains(" "+claimString(claims, "scp")+" ", " "+MeScope+" "):

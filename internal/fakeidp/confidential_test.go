@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -131,6 +132,18 @@ func TestClientCredentialsPerTenant(t *testing.T) {
 		got := s.TenantRequests(tc.tenant)
 		wantCounts(t, tc.tenant, got, Counts{Discovery: 1, Token: 1, ClientCredentialsGrant: 1, TokensIssued: 1})
 	}
+	if got, err := s.TenantAuthority("tenant-a"); got != authA || err != nil {
+		t.Errorf("TenantAuthority(tenant-a) = %q, %v", got, err)
+	}
+	if _, err := s.TenantAuthority("tenant-c"); !errors.Is(err, ErrUnknownTenant) {
+		t.Errorf("TenantAuthority(tenant-c): %v, want ErrUnknownTenant", err)
+	}
+	if _, err := s.AddUser("tenant-c", "x@y"); !errors.Is(err, ErrUnknownTenant) {
+		t.Errorf("AddUser in an unknown tenant: %v", err)
+	}
+	if _, err := s.AddTenant("Bad/Tenant"); err == nil {
+		t.Error("AddTenant accepted an invalid tenant")
+	}
 	if resA.AccessToken == resB.AccessToken {
 		t.Error("two tenants got the same token")
 	}
@@ -190,6 +203,9 @@ func TestClientSecretChecks(t *testing.T) {
 	if _, err := unregistered.AcquireTokenByCredential(ctx, scope); err == nil || !strings.Contains(err.Error(), "invalid_client") {
 		t.Errorf("unregistered client: %v, want invalid_client", err)
 	}
+
+	status, body := post(t, s, "/oauth2/v2.0/devicecode", url.Values{"client_id": {webClientID}, "scope": {"s"}})
+	wantError(t, status, body, http.StatusUnauthorized, "invalid_client") // the device code flow is for public clients
 
 	for _, tc := range []struct {
 		name   string
@@ -617,7 +633,7 @@ func rawLogin(t *testing.T, s *Server, username string) map[string]any {
 func TestOnBehalfOf(t *testing.T) {
 	s := start(t)
 	web := webApp(t, s)
-	if err := s.RegisterClient(ConfidentialClient{ID: apiClientID, Secret: apiSecret}); err != nil {
+	if err := s.RegisterClient(ConfidentialClient{ID: apiClientID, Secret: apiSecret, RedirectURIs: []string{redirectURI}}); err != nil {
 		t.Fatal(err)
 	}
 	api := newConfidential(t, s, s.Authority(), apiClientID, secretCred(t, apiSecret))
@@ -659,11 +675,17 @@ func TestOnBehalfOf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An ID token whose audience is the web API itself (it signed alice in).
+	own, err := s.AuthCodeLogin(ctx, api, apiClientID, redirectURI, "alice@contoso.example", scopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
 	expired := resignedWith(t, s, res.AccessToken, "exp", float64(time.Now().Add(-time.Minute).Unix()))
 	for name, assertion := range map[string]string{
 		"token for another API": forOther.AccessToken,
 		"application token":     appToken.AccessToken,
 		"ID token":              res.IDToken.RawToken,
+		"ID token for the API":  own.IDToken.RawToken,
 		"expired token":         expired,
 		"unsigned token":        unsignedCopy(t, res.AccessToken),
 		"garbage":               "garbage",

@@ -20,7 +20,7 @@ type Counts struct {
 	PasswordGrant          int
 	AuthorizationCodeGrant int
 	ClientCredentialsGrant int
-	OnBehalfOfGrant        int // jwt-bearer with requested_token_use=on_behalf_of
+	OnBehalfOfGrant        int // jwt-bearer (on-behalf-of)
 	OtherGrant             int // unsupported or missing grant type
 
 	CodesIssued  int // authorization codes issued (sign-ins, including [Server.SignIn])

@@ -367,7 +367,6 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 	return r.PostForm, true
 }
 
-// parseScopes splits a scope parameter and drops duplicates, keeping order.
 // clientAndScopes reads client_id and scope from a request's form and
 // answers a request that lacks them (scope only when needScope).
 func (s *Server) clientAndScopes(w http.ResponseWriter, r *http.Request, form url.Values, needScope bool) (string, []string, bool) {
@@ -384,6 +383,7 @@ func (s *Server) clientAndScopes(w http.ResponseWriter, r *http.Request, form ur
 	return clientID, scopes, true
 }
 
+// parseScopes splits a scope parameter and drops duplicates, keeping order.
 func parseScopes(scope string) []string {
 	var out []string
 	for _, s := range strings.Fields(scope) {

@@ -1,8 +1,10 @@
 package fakeidp
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -113,6 +115,7 @@ type Server struct {
 	authority string // of the default tenant: https://127.0.0.1:PORT/<tenant>
 	origin    string // https://127.0.0.1:PORT
 	certPEM   []byte
+	spki      []byte // the certificate's SubjectPublicKeyInfo
 	client    *http.Client
 	signer    *signer
 	http      *http.Server
@@ -182,6 +185,7 @@ func Start(opts ...Option) (*Server, error) {
 		cfg:         cfg,
 		origin:      "https://" + ln.Addr().String(),
 		certPEM:     certPEM,
+		spki:        cert.Leaf.RawSubjectPublicKeyInfo,
 		client:      newClient(roots),
 		signer:      sg,
 		served:      make(chan struct{}),
@@ -267,6 +271,14 @@ func (s *Server) SetTokenLifetime(d time.Duration) {
 // HTTPClient returns an HTTP client that trusts the server's certificate. Every
 // call returns the same client; do not change it.
 func (s *Server) HTTPClient() *http.Client { return s.client }
+
+// CertSPKIHash returns the base64 SHA-256 of the server certificate's
+// SubjectPublicKeyInfo: what Chromium's --ignore-certificate-errors-spki-list
+// takes, so that a browser trusts this server and nothing else it would not.
+func (s *Server) CertSPKIHash() string {
+	sum := sha256.Sum256(s.spki)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
 
 // CertPEM returns the server's self-signed certificate in PEM, for another
 // process to trust: see [ClientFromPEM].
