@@ -23,6 +23,12 @@
 // one; an external Redis is not killed, and the keys of the run are deleted
 // afterwards. Everything it starts is stopped before it returns, and
 // nothing is left behind.
+//
+// With --web-app it builds examples/web-app, runs two replicas of it on the
+// Redis, signs the users in over HTTP and loads the replicas' /me page
+// (a silent token from the shared cache and a call of the downstream API)
+// from --procs × --goroutines goroutines, with the same outage and checks.
+// It must then run inside the module (it calls go build).
 package main
 
 import (
@@ -63,6 +69,7 @@ type options struct {
 	duration   time.Duration
 	outage     time.Duration
 	redisURL   string
+	webApp     bool
 }
 
 func parse(args []string, stderr io.Writer) (options, error) {
@@ -75,6 +82,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.tenants, "tenants", 10, "daemon tenants (client credentials, one partition each; 0: none)")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "length of the measured run")
 	fs.DurationVar(&o.outage, "outage", -1, "how long Redis is down in the middle of the run (default: a quarter of --duration; 0: no outage)")
+	fs.BoolVar(&o.webApp, "web-app", false, "load two examples/web-app replicas over HTTP instead (request goroutines: procs × goroutines)")
 	fs.StringVar(&o.redisURL, "redis", "", "use this Redis (redis://host:port) instead of starting one; it is not killed")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: loadtest [flags]\n\nPuts the distributed token cache under a bounded load with a Redis outage in the middle.\nExit status: 0 clean run; 1 failures, lost tokens or foreign entries (or an error); 2 usage error.\n\nFlags:")
@@ -121,7 +129,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	// Worker processes share stderr: one write at a time.
-	r, err := runClients(ctx, o, &lockedWriter{w: stderr})
+	run := runClients
+	if o.webApp {
+		run = runWebApp
+	}
+	r, err := run(ctx, o, &lockedWriter{w: stderr})
 	if r != nil {
 		r.print(stdout)
 	}
