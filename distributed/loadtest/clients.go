@@ -31,6 +31,10 @@ const (
 	resultTimeout = 2 * time.Minute // results after "stop"
 )
 
+// workerPrefix is the key prefix the workers are given: the run's own, but
+// for the test that makes the workers miss every token.
+var workerPrefix = func(prefix string) string { return prefix }
+
 // env is what the coordinator sets up: the identity provider, Redis, and
 // the key and prefix of the run's partitions.
 type env struct {
@@ -126,7 +130,7 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 	before := e.idp.Requests()
 
 	cfg := workerConfig{
-		RedisURL: e.redisURL, Prefix: e.prefix, Key: e.key, CertPEM: e.idp.CertPEM(),
+		RedisURL: e.redisURL, Prefix: workerPrefix(e.prefix), Key: e.key, CertPEM: e.idp.CertPEM(),
 		Authority: e.idp.Authority(), Accounts: accounts, Tenants: tenants, Goroutines: o.goroutines,
 	}
 	ws, err := startWorkers(ctx, o.procs, cfg, stderr)

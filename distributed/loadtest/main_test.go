@@ -83,6 +83,31 @@ func checkRun(t *testing.T, args []string, partitions int) {
 	}
 }
 
+// TestRunReportsFailures gives the workers another key prefix than the
+// one the users' tokens were stored under: every call fails, and the
+// command says so and exits 1.
+func TestRunReportsFailures(t *testing.T) {
+	redistest.Require(t)
+	defer func(f func(string) string) { workerPrefix = f }(workerPrefix)
+	workerPrefix = func(p string) string { return p + "elsewhere:" }
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"--procs=1", "--goroutines=2", "--users=3", "--tenants=0", "--duration=2s", "--outage=0"}, &stdout, &stderr)
+	out := stdout.String()
+	t.Logf("output:\n%s", out)
+	if code != exitFailed {
+		t.Errorf("exit status %d, want %d", code, exitFailed)
+	}
+	m := regexp.MustCompile(`(?m)^failures: +(\d+) \(warm-up 3,`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("want a failures line with 3 failures in the warm-up")
+	}
+	if !regexp.MustCompile(`(?m)^result: +FAIL$`).MatchString(out) {
+		t.Error("want result: FAIL")
+	}
+}
+
 // TestInspectFindsForeignEntries copies one user's entries into another's
 // stored partition, in Redis, and checks that the inspection counts them.
 func TestInspectFindsForeignEntries(t *testing.T) {
