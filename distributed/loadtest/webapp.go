@@ -258,7 +258,9 @@ func awaitHealthy(ctx context.Context, t http.RoundTripper, u string) error {
 // running after a while.
 func stopReplicas(cmds []*exec.Cmd) {
 	for _, c := range cmds {
-		_ = c.Process.Signal(syscall.SIGTERM)
+		if c.Process.Signal(syscall.SIGTERM) != nil {
+			_ = c.Process.Kill() // no SIGTERM on Windows
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, c := range cmds {
