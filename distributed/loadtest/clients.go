@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,8 +28,9 @@ const modeClients = "MSAL Go confidential clients (one shared client per process
 
 // Bounds of the coordinator's waits, beyond the run's duration.
 const (
-	readyTimeout  = 3 * time.Minute // sign-in and warm-up of every worker
-	resultTimeout = 2 * time.Minute // results after "stop"
+	readyTimeout     = 3 * time.Minute // sign-in and warm-up of every worker
+	resultTimeout    = 2 * time.Minute // results after "stop"
+	writeBackTimeout = time.Minute     // kept writes in the store after the outage
 )
 
 // workerPrefix is the key prefix the workers are given: the run's own, but
@@ -113,7 +115,16 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 			return nil, err
 		}
 	}
-	accounts, tids, err := signIn(ctx, e, o.users, tenants)
+	sg, err := newSigner(e)
+	if err != nil {
+		return nil, err
+	}
+	defer sg.close()
+	accounts, err := sg.signIn(ctx, 0, o.users)
+	if err != nil {
+		return nil, err
+	}
+	tids, err := sg.firstTokens(ctx, tenants)
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +153,7 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 		return nil, err
 	}
 
+	expected := 0 // token requests of the sign-ins during the outage
 	start := time.Now()
 	ws.send(lineGo)
 	if o.outage > 0 {
@@ -154,7 +166,17 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 			return nil, err
 		}
 		down := time.Now()
-		if !sleep(ctx, o.outage) {
+		// Users who sign in now get tokens that the store cannot take:
+		// the signer's Cache keeps them and writes them back when Redis
+		// returns; the workers are then given these users too.
+		late, err := sg.signIn(ctx, o.users, o.users+lateUsers(o))
+		if err != nil {
+			return nil, err
+		}
+		for i := range late {
+			expected += e.idp.UserRequests(e.idp.Tenant(), username(o.users+i)).Token
+		}
+		if !sleep(ctx, o.outage-time.Since(down)) {
 			return nil, ctx.Err()
 		}
 		if err := e.redis.restart(); err != nil {
@@ -162,8 +184,26 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 		}
 		back := time.Now()
 		ws.send(lineUp)
+		wb, err := sg.writtenBack(ctx, back)
+		if err != nil {
+			return nil, err
+		}
+		seen, err := ws.recovered(ctx)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(late)
+		if err != nil {
+			return nil, err
+		}
+		ws.send(lineUsers + string(b))
+		for _, a := range late {
+			partitions[a.HomeAccountID] = true
+		}
 		r.outage = fmt.Sprintf("redis-server killed (SIGKILL) at %.1f s, back at %.1f s (down %.1f s)",
 			down.Sub(start).Seconds(), back.Sub(start).Seconds(), back.Sub(down).Seconds())
+		r.late = fmt.Sprintf("%d users signed in while Redis was down; their tokens were written back %v after it returned; the workers saw Redis back after %v (the last one), then served these users too",
+			len(late), round(wb), round(seen))
 	} else if o.redisURL != "" {
 		r.outage = "none (an external Redis is not killed)"
 	} else {
@@ -189,9 +229,11 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 		r.errors = r.errors[:5]
 	}
 	lost := e.idp.Requests().Sub(before)
+	lost.Token -= expected
+	lost.AuthorizationCodeGrant -= expected
 	r.tokenRequests = lost.Token
-	r.byGrant = fmt.Sprintf(": refresh %d, auth code %d, client credentials %d",
-		lost.RefreshTokenGrant, lost.AuthorizationCodeGrant, lost.ClientCredentialsGrant)
+	r.byGrant = fmt.Sprintf(" other than the %d of the sign-ins during the outage: refresh %d, auth code %d, client credentials %d",
+		expected, lost.RefreshTokenGrant, lost.AuthorizationCodeGrant, lost.ClientCredentialsGrant)
 
 	ictx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -203,46 +245,65 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 	return r, nil
 }
 
-// signIn signs the users in on the coordinator's own client, with the
-// authorization code flow, and gets each tenant's first app token, so that
-// the tokens are in Redis before the workers start. It returns the accounts
-// and each tenant's ID.
-func signIn(ctx context.Context, e *env, users int, tenants []string) ([]confidential.Account, []string, error) {
+// lateUsers is how many users sign in during the outage.
+func lateUsers(o options) int { return max(1, o.users/10) }
+
+// signer is the coordinator's own client, on its own Cache: it signs users
+// in with the authorization code flow and gets each tenant's first app
+// token, so that the tokens are in Redis before the workers need them.
+type signer struct {
+	idp         *fakeidp.Server
+	store       *redisstore.Store
+	cache       *distributed.Cache
+	web, daemon confidential.Client
+}
+
+func newSigner(e *env) (*signer, error) {
 	store, err := redisstore.Open(e.redisURL)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	defer store.Close()
-	c, err := distributed.New(store, distributed.WithEncryptionKeys(e.key), distributed.WithKeyPrefix(e.prefix))
+	s := &signer{idp: e.idp, store: store}
+	if s.cache, err = distributed.New(store, distributed.WithEncryptionKeys(e.key), distributed.WithKeyPrefix(e.prefix)); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if s.web, err = newClient(e.idp.Authority(), webClientID, webSecret, e.idp.HTTPClient(), s.cache); err == nil {
+		s.daemon, err = newClient(e.idp.Authority(), daemonID, daemonKey, e.idp.HTTPClient(), s.cache)
+	}
 	if err != nil {
-		return nil, nil, err
+		s.close()
+		return nil, err
 	}
-	defer c.Close()
-	web, err := newClient(e.idp.Authority(), webClientID, webSecret, e.idp.HTTPClient(), c)
-	if err != nil {
-		return nil, nil, err
-	}
-	daemon, err := newClient(e.idp.Authority(), daemonID, daemonKey, e.idp.HTTPClient(), c)
-	if err != nil {
-		return nil, nil, err
-	}
-	accounts := make([]confidential.Account, users)
-	errs := make([]error, users)
+	return s, nil
+}
+
+func (s *signer) close() {
+	s.cache.Close()
+	s.store.Close()
+}
+
+func username(i int) string { return fmt.Sprintf("user%05d@%s", i, fakeidp.UserDomain) }
+
+// signIn signs users from to to-1 in, with a few goroutines.
+func (s *signer) signIn(ctx context.Context, from, to int) ([]confidential.Account, error) {
+	accounts := make([]confidential.Account, to-from)
+	errs := make([]error, to-from)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < users; i = int(next.Add(1) - 1) {
-				username := fmt.Sprintf("user%05d@%s", i, fakeidp.UserDomain)
-				if _, err := e.idp.AddUser(e.idp.Tenant(), username); err != nil {
+			for i := int(next.Add(1) - 1); i < len(accounts); i = int(next.Add(1) - 1) {
+				name := username(from + i)
+				if _, err := s.idp.AddUser(s.idp.Tenant(), name); err != nil {
 					errs[i] = err
 					continue
 				}
 				cctx, cancel := context.WithTimeout(ctx, callTimeout)
-				res, err := e.idp.AuthCodeLogin(cctx, web, webClientID, redirectURI, username, userScope)
+				res, err := s.idp.AuthCodeLogin(cctx, s.web, webClientID, redirectURI, name, userScope)
 				cancel()
 				if err != nil {
-					errs[i] = fmt.Errorf("sign-in of user %d: %w", i, err)
+					errs[i] = fmt.Errorf("sign-in of user %d: %w", from+i, err)
 					continue
 				}
 				accounts[i] = res.Account
@@ -250,20 +311,40 @@ func signIn(ctx context.Context, e *env, users int, tenants []string) ([]confide
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
-	}
+	return accounts, errors.Join(errs...)
+}
+
+// firstTokens gets each tenant's first app token and returns the tenants'
+// IDs.
+func (s *signer) firstTokens(ctx context.Context, tenants []string) ([]string, error) {
 	tids := make([]string, len(tenants))
 	for i, t := range tenants {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		res, err := daemon.AcquireTokenByCredential(cctx, daemonScope, confidential.WithTenantID(t))
+		res, err := s.daemon.AcquireTokenByCredential(cctx, daemonScope, confidential.WithTenantID(t))
 		cancel()
 		if err != nil {
-			return nil, nil, fmt.Errorf("client credentials for %s: %w", t, err)
+			return nil, fmt.Errorf("client credentials for %s: %w", t, err)
 		}
 		tids[i] = tidOf(res.AccessToken)
 	}
-	return accounts, tids, nil
+	return tids, nil
+}
+
+// writtenBack waits until the signer's Cache has written back what it
+// kept during the outage, and returns how long that took.
+func (s *signer) writtenBack(ctx context.Context, since time.Time) (time.Duration, error) {
+	deadline := time.Now().Add(writeBackTimeout)
+	for {
+		if st := s.cache.Stats(); st.Pending == 0 && !st.StoreDown {
+			return time.Since(since), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("the tokens of the sign-ins made during the outage were not written back within %v of Redis's return", writeBackTimeout)
+		}
+		if !sleep(ctx, 10*time.Millisecond) {
+			return 0, ctx.Err()
+		}
+	}
 }
 
 // workers are the worker processes.
@@ -351,6 +432,28 @@ func (ws *workers) send(line string) {
 	for _, p := range ws.procs {
 		_, _ = io.WriteString(p.stdin, line+"\n")
 	}
+}
+
+// recovered waits for every worker's word that its Cache saw the store
+// back, and returns the longest delay.
+func (ws *workers) recovered(ctx context.Context) (time.Duration, error) {
+	var longest time.Duration
+	for i, p := range ws.procs {
+		l, err := p.next(ctx, writeBackTimeout+time.Minute)
+		if err != nil {
+			return 0, fmt.Errorf("worker %d after the outage: %w", i, err)
+		}
+		v, ok := strings.CutPrefix(l, lineBack)
+		n, err := strconv.ParseInt(v, 10, 64)
+		if !ok || err != nil {
+			return 0, fmt.Errorf("worker %d said %q, want when it saw Redis back", i, l)
+		}
+		longest = max(longest, time.Duration(n))
+	}
+	if longest >= writeBackTimeout {
+		return 0, fmt.Errorf("a worker did not see Redis back within %v of its return", writeBackTimeout)
+	}
+	return longest, nil
 }
 
 func (ws *workers) results(ctx context.Context) ([]*workerResult, error) {

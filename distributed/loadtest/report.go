@@ -72,6 +72,7 @@ type report struct {
 	workers string // what ran: processes, goroutines, users, tenants
 	elapsed time.Duration
 	outage  string
+	late    string // sign-ins during the outage
 
 	warmFailures int64
 	all, down    *phase
@@ -101,6 +102,9 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "mode:            %s\n", r.mode)
 	fmt.Fprintf(w, "load:            %s, %.1f s\n", r.workers, secs)
 	fmt.Fprintf(w, "outage:          %s\n", r.outage)
+	if r.late != "" {
+		fmt.Fprintf(w, "write-back:      %s\n", r.late)
+	}
 	fmt.Fprintf(w, "calls:           %d (%d while Redis was down)\n", r.all.Calls, r.down.Calls)
 	if secs > 0 {
 		fmt.Fprintf(w, "calls/s:         %.0f\n", float64(r.all.Calls)/secs)

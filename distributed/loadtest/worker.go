@@ -72,6 +72,8 @@ const (
 	lineDown   = "down"
 	lineUp     = "up"
 	lineStop   = "stop"
+	lineUsers  = "users " // and the JSON of more accounts to use
+	lineBack   = "back "  // and how long after "up" the Cache saw the store back
 	resultLine = "result "
 )
 
@@ -101,7 +103,7 @@ func workerMain() int {
 // caller makes the calls of one process and counts them.
 type caller struct {
 	web, daemon confidential.Client
-	accounts    []confidential.Account
+	accounts    atomic.Pointer[[]confidential.Account] // replaced, never changed
 	tenants     []string
 	tids        []string // the tid of each tenant's tokens, learnt in the warm-up
 
@@ -127,7 +129,8 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 	if err != nil {
 		return nil, err
 	}
-	cl := &caller{accounts: cfg.Accounts, tenants: cfg.Tenants, tids: make([]string, len(cfg.Tenants))}
+	cl := &caller{tenants: cfg.Tenants, tids: make([]string, len(cfg.Tenants))}
+	cl.accounts.Store(&cfg.Accounts)
 	if cl.web, err = newClient(cfg.Authority, webClientID, webSecret, httpClient, c); err != nil {
 		return nil, err
 	}
@@ -137,7 +140,7 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 
 	res := &workerResult{All: newPhase(), Down: newPhase()}
 	warm := newPhase()
-	for i := range cl.accounts {
+	for i := range cfg.Accounts {
 		cl.silent(i, warm)
 	}
 	for i := range cl.tenants {
@@ -150,6 +153,7 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 	}
 
 	var down, stop atomic.Bool
+	control := newPhase() // failures to read the coordinator's lines
 	go func() {
 		for in.Scan() {
 			switch in.Text() {
@@ -157,8 +161,19 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 				down.Store(true)
 			case lineUp:
 				down.Store(false)
+				go awaitRecovery(c, time.Now(), out)
 			case lineStop:
 				stop.Store(true)
+			default:
+				if js, ok := strings.CutPrefix(in.Text(), lineUsers); ok {
+					var more []confidential.Account
+					if err := json.Unmarshal([]byte(js), &more); err != nil {
+						cl.fail(control, "the coordinator's users line: %v", err)
+						continue
+					}
+					all := append(append([]confidential.Account(nil), *cl.accounts.Load()...), more...)
+					cl.accounts.Store(&all)
+				}
 			}
 		}
 		stop.Store(true) // stdin closed: the coordinator is gone
@@ -176,7 +191,7 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 				if len(cl.tenants) > 0 && n%8 == 7 {
 					cl.credential(rand.IntN(len(cl.tenants)), p)
 				} else {
-					cl.silent(rand.IntN(len(cl.accounts)), p)
+					cl.silent(rand.IntN(len(*cl.accounts.Load())), p)
 				}
 			}
 			mu.Lock()
@@ -187,9 +202,23 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 		})
 	}
 	wg.Wait()
+	cl.mu.Lock()
+	res.WarmFailures += control.Failures
 	res.Errors = cl.errors
+	cl.mu.Unlock()
 	res.Stats = c.Stats()
 	return res, nil
+}
+
+// awaitRecovery tells the coordinator when the Cache has seen the store
+// back after an outage: until then it serves only the partitions its
+// clients hold.
+func awaitRecovery(c *distributed.Cache, up time.Time, out *os.File) {
+	deadline := up.Add(writeBackTimeout)
+	for c.Stats().StoreDown && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	fmt.Fprintf(out, "%s%d\n", lineBack, time.Since(up))
 }
 
 func newClient(authority, id, secret string, hc *http.Client, c *distributed.Cache) (confidential.Client, error) {
@@ -203,7 +232,7 @@ func newClient(authority, id, secret string, hc *http.Client, c *distributed.Cac
 
 // silent gets user i's token from the cache, as a web app's page does.
 func (cl *caller) silent(i int, p *phase) {
-	a := cl.accounts[i]
+	a := (*cl.accounts.Load())[i]
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	start := time.Now()
