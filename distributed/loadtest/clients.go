@@ -232,8 +232,11 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 	lost.Token -= expected
 	lost.AuthorizationCodeGrant -= expected
 	r.tokenRequests = lost.Token
-	r.byGrant = fmt.Sprintf(" other than the %d of the sign-ins during the outage: refresh %d, auth code %d, client credentials %d",
-		expected, lost.RefreshTokenGrant, lost.AuthorizationCodeGrant, lost.ClientCredentialsGrant)
+	if expected > 0 {
+		r.byGrant = fmt.Sprintf(" other than the %d of the sign-ins during the outage", expected)
+	}
+	r.byGrant += fmt.Sprintf(": refresh %d, auth code %d, client credentials %d",
+		lost.RefreshTokenGrant, lost.AuthorizationCodeGrant, lost.ClientCredentialsGrant)
 
 	ictx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

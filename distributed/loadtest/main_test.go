@@ -87,6 +87,37 @@ func checkRun(t *testing.T, args []string, partitions int) {
 	}
 }
 
+// TestRunExternalRedis runs the command on a Redis it did not start: no
+// outage, and the run's keys are gone afterwards.
+func TestRunExternalRedis(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.Start(t)
+	if _, err := srv.Do("SET", "someone-else", "kept"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"--redis", srv.URL(), "--procs=1", "--goroutines=2", "--users=5", "--tenants=1", "--duration=2s"}, &stdout, &stderr)
+	out := stdout.String()
+	t.Logf("output:\n%s", out)
+	if code != exitOK {
+		t.Errorf("exit status %d, want %d; stderr:\n%s", code, exitOK, stderr.String())
+	}
+	for _, want := range []string{
+		`(?m)^outage: +none \(an external Redis is not killed\)$`,
+		`(?m)^foreign entries: 0 \(in 6 stored partitions read from Redis; 0 unknown, 0 missing\)$`,
+		`(?m)^result: +PASS$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("output does not match %s", want)
+		}
+	}
+	if n, err := srv.Do("DBSIZE"); err != nil || n != int64(1) {
+		t.Errorf("DBSIZE after the run: %v, %v; want 1 (only the key the run did not write)", n, err)
+	}
+}
+
 // TestRunReportsFailures gives the workers another key prefix than the
 // one the users' tokens were stored under: every call fails, and the
 // command says so and exits 1.
