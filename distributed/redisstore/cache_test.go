@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,5 +159,62 @@ func TestCacheOutage(t *testing.T) {
 	}
 	if n := logs.count(slog.LevelInfo, "available again"); n != 1 {
 		t.Errorf("%d recovery records for one outage", n)
+	}
+}
+
+// TestCacheHalfOpen: replica A reaches Redis through a path that goes
+// silent (a half-open connection); replica B signs a user out meanwhile. A
+// keeps serving its users while it cannot reach the store (an outage is not
+// a failure), notices the dead connection within the health timeout, and
+// sees the sign-out once the path works again.
+func TestCacheHalfOpen(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	idp := dcachetest.IDP(t)
+	ctx := dcachetest.Ctx(t)
+	storeA := open(t, proxy.URL(), WithDialTimeout(time.Second))
+	var droppedAt atomic.Int64
+	storeA.Notify(func(key string) {
+		if key == "" {
+			droppedAt.CompareAndSwap(0, time.Now().UnixNano())
+		}
+	})
+	a := dcachetest.WebApp(t, idp, dcachetest.NewCache(t, storeA, distributed.WithTimeout(500*time.Millisecond)))
+	cacheB := dcachetest.NewCache(t, open(t, srv.URL()))
+	b := dcachetest.WebApp(t, idp, cacheB)
+	accounts := dcachetest.SignInAll(t, ctx, idp, b, 2)
+	leaver, stayer := accounts[0], accounts[1]
+	for _, acc := range accounts {
+		if err := dcachetest.Silent(ctx, a, acc); err != nil {
+			t.Fatalf("replica A, before: %v", err)
+		}
+	}
+
+	proxy.Pause()
+	paused := time.Now()
+	if err := cacheB.RemovePartition(ctx, leaver.HomeAccountID); err != nil {
+		t.Fatal(err)
+	}
+	// While the path is silent, A serves the other user without failing.
+	for time.Since(paused) < 3*time.Second {
+		if err := dcachetest.Silent(ctx, a, stayer); err != nil {
+			t.Fatalf("replica A, %v into the half-open connection: %v", time.Since(paused).Round(time.Millisecond), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, "the dead connection is noticed", func() bool { return droppedAt.Load() != 0 })
+	t.Logf("half-open connection noticed %v after the path went silent", time.Unix(0, droppedAt.Load()).Sub(paused).Round(time.Millisecond))
+	// Until the path works again, A cannot know of the sign-out.
+	servedDuring := dcachetest.Silent(ctx, a, leaver) == nil
+
+	proxy.Resume()
+	resumed := time.Now()
+	waitFor(t, "replica A sees the sign-out after the path works again", func() bool {
+		return dcachetest.Silent(ctx, a, leaver) != nil
+	})
+	t.Logf("during the half-open connection A served the signed-out user: %v; after the path came back it saw the sign-out in %v",
+		servedDuring, time.Since(resumed).Round(time.Millisecond))
+	if err := dcachetest.Silent(ctx, a, stayer); err != nil {
+		t.Fatalf("replica A, after: %v", err)
 	}
 }

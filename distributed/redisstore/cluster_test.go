@@ -4,6 +4,7 @@ package redisstore
 
 import (
 	"context"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,4 +106,41 @@ func TestClusterNodeRestart(t *testing.T) {
 	restarted := time.Now()
 	took, _ := recoveryTime(t, s, k, v1, restarted)
 	t.Logf("node restarted: writes work again after %v", took.Round(time.Millisecond))
+}
+
+// TestClusterOpenKeepsItsConnections: opening a cluster Store closes no
+// connection afterwards, so a Cache's copies are not dropped for nothing
+// (rueidis, given several seed addresses, dials them all and closes the
+// extra connections after it returns).
+func TestClusterOpenKeepsItsConnections(t *testing.T) {
+	c := redistest.StartCluster(t)
+	var flushes atomic.Int64
+	for range 10 {
+		s := open(t, c.URL())
+		s.Notify(func(key string) {
+			if key == "" {
+				flushes.Add(1)
+			}
+		})
+		if _, _, err := s.Load(bg(t), "k"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second) // time for a late close to show
+	if n := flushes.Load(); n != 0 {
+		t.Errorf("10 Opens were followed by %d dropped connections", n)
+	}
+
+	// A seed that does not answer is skipped.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	s := open(t, "redis://"+closed+"?addr="+c.Nodes[2].Addr())
+	k := c.KeyOn(t, c.Nodes[0], "seed")
+	if err := s.Store(bg(t), k, []byte("x"), 0, distributed.NewVersion(), 0); err != nil {
+		t.Fatalf("Store through the second seed: %v", err)
+	}
 }

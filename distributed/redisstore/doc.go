@@ -27,8 +27,15 @@
 // when it stops answering (WithHealthTimeout, 2 s by default): a crashed
 // server, a half-open connection. Until then cached values may be stale;
 // when a connection is dropped, its cached values are discarded and
-// Notify's callback receives "". Calls made while a server is down fail
-// (after the dial timeout at most) and work again once it is back.
+// Notify's listeners receive "". Calls made while a server is down fail:
+// a write at once (after the dial timeout at most), a read after at most
+// three more attempts over about a second; with a ctx that ends sooner,
+// when it ends. They work again as soon as the server is back; a cluster
+// serves a failed master's keys again once a replica is promoted.
+//
+// When the server restarts, the Store's cached copies were dropped with the
+// connection; a server restarted without persistence has lost its data,
+// and a Cache above then finds its partitions empty.
 //
 // # Security
 //

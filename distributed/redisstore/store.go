@@ -74,9 +74,10 @@ type Store struct {
 //	redis://h1:p1?addr=h2:p2&addr=h3:p3        Redis Cluster: the seed nodes
 //
 // The port defaults to 6379. A single address may also be a cluster node;
-// Open detects it. Open fails, without hanging, when the URL is malformed
-// or no server answers within the dial timeout (WithDialTimeout). The
-// server must speak RESP3 (Redis 6 or later).
+// Open detects it. The seeds are tried in turn, each within the dial
+// timeout (WithDialTimeout): Open fails, without hanging, when the URL is
+// malformed or no seed answers. The server must speak RESP3 (Redis 6 or
+// later).
 func Open(url string, opts ...Option) (*Store, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -118,15 +119,27 @@ func Open(url string, opts ...Option) (*Store, error) {
 	} else if cfg.tls != nil {
 		return nil, errors.New("redisstore: WithTLSConfig needs a rediss:// URL")
 	}
-	client, err := rueidis.NewClient(opt)
-	if err != nil {
-		if errors.Is(err, rueidis.ErrNoCache) {
-			return nil, fmt.Errorf("redisstore: %s does not support RESP3 client-side caching: Redis 6 or later is needed", tgt.redacted)
+	// One seed at a time: given several, rueidis dials them all and closes
+	// the connections that lost the race after NewClient returns, and each
+	// close would reach Notify's listeners as a dropped cache. The cluster's
+	// other nodes are found from the first seed that answers.
+	var errs []error
+	for _, addr := range tgt.addrs {
+		opt.InitAddress = []string{addr}
+		client, err := rueidis.NewClient(opt)
+		if err == nil {
+			s.client = client
+			return s, nil
 		}
-		return nil, fmt.Errorf("redisstore: connecting to %s: %w", tgt.redacted, err)
+		if errors.Is(err, rueidis.ErrNoCache) {
+			return nil, fmt.Errorf("redisstore: %s does not support RESP3 client-side caching: Redis 6 or later is needed", addr)
+		}
+		if len(tgt.addrs) > 1 {
+			err = fmt.Errorf("%s: %w", addr, err)
+		}
+		errs = append(errs, err)
 	}
-	s.client = client
-	return s, nil
+	return nil, fmt.Errorf("redisstore: connecting to %s: %w", tgt.redacted, errors.Join(errs...))
 }
 
 // retryDelay is how long rueidis waits before it sends a read again after
