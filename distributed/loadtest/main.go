@@ -76,12 +76,13 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&o.procs, "procs", 4, "worker processes (web-app mode: 2 replicas, this many load processes)")
+	fs.IntVar(&o.procs, "procs", 4, "worker processes (--web-app: the two replicas are the processes, and the load runs in this one with procs × goroutines goroutines)")
 	fs.IntVar(&o.goroutines, "goroutines", 16, "goroutines per process, all on the process's one shared client")
 	fs.IntVar(&o.users, "users", 200, "signed-in users")
 	fs.IntVar(&o.tenants, "tenants", 10, "daemon tenants (client credentials, one partition each; 0: none)")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "length of the measured run")
-	fs.DurationVar(&o.outage, "outage", -1, "how long Redis is down in the middle of the run (default: a quarter of --duration; 0: no outage)")
+	outage := &outageFlag{}
+	fs.Var(outage, "outage", "how long Redis is down in the middle of the run (default a quarter of --duration; 0: no outage)")
 	fs.BoolVar(&o.webApp, "web-app", false, "load two examples/web-app replicas over HTTP instead (request goroutines: procs × goroutines)")
 	fs.StringVar(&o.redisURL, "redis", "", "use this Redis (redis://host:port) instead of starting one; it is not killed")
 	fs.Usage = func() {
@@ -106,8 +107,12 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	case o.duration < time.Second || o.duration > time.Hour:
 		return o, errors.New("--duration: want 1s to 1h")
 	}
+	o.outage = o.duration / 4
+	if outage.set {
+		o.outage = outage.d
+	}
 	if o.outage < 0 {
-		o.outage = o.duration / 4
+		return o, errors.New("--outage: must not be negative")
 	}
 	if o.outage >= o.duration {
 		return o, errors.New("--outage: must be shorter than --duration")
@@ -116,6 +121,28 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		o.outage = 0
 	}
 	return o, nil
+}
+
+// outageFlag is --outage, whose default depends on --duration.
+type outageFlag struct {
+	d   time.Duration
+	set bool
+}
+
+func (f *outageFlag) String() string {
+	if f == nil || !f.set {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f *outageFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	f.d, f.set = d, true
+	return nil
 }
 
 // run runs the command and returns its exit status.
