@@ -36,6 +36,7 @@ func TestHotPath(t *testing.T)      { dcachetest.HotPath(t, memoryStores()) }
 func TestSignOut(t *testing.T)      { dcachetest.SignOut(t, memoryStores()) }
 func TestOnBehalfOf(t *testing.T)   { dcachetest.OnBehalfOf(t, memoryStores()) }
 func TestOutage(t *testing.T)       { dcachetest.Outage(t, memoryStores()) }
+func TestReturn(t *testing.T)       { dcachetest.Return(t, memoryStores()) }
 func TestExpiry(t *testing.T)       { dcachetest.Expiry(t, memoryStores()) }
 func TestEncrypted(t *testing.T)    { dcachetest.Encrypted(t, memoryStores()) }
 

@@ -36,9 +36,10 @@ const (
 const (
 	maxAttempts  = 16
 	retryMin     = 100 * time.Millisecond
-	retryMax     = 2 * time.Second
-	viewIdle     = 5 * time.Minute // a view unused this long may be dropped
-	viewsToSweep = 64              // ... once there are more views than this
+	retryMax     = 250 * time.Millisecond // the probe's period while the store is out
+	probeJoin    = 50 * time.Millisecond  // how long a Replace waits for another's probe
+	viewIdle     = 5 * time.Minute        // a view unused this long may be dropped
+	viewsToSweep = 64                     // ... once there are more views than this
 )
 
 // Cache is a cache.ExportReplace for confidential.WithCache that keeps one
@@ -61,6 +62,7 @@ type Cache struct {
 	mu      sync.Mutex
 	pending map[string]*pendingWrite // by partition key, during an outage
 	down    bool                     // the store failed and has not answered since
+	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
 	closed  bool
 	nviews  int
 
@@ -249,19 +251,31 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 			return nil
 		}
 	}
-	if p := c.pendingFor(key); p != nil || c.isDown() {
-		// The store is out: MSAL keeps what it holds, plus what this
-		// process wrote since.
-		if p != nil {
-			content := record{gen: p.baseGen, snap: p.ours}
-			if p.remove {
-				content = record{removed: true}
-			}
-			v.set(u, key, skey, 0, content, true, watch{}, now, 0, c.unmarshaled)
+	if p := c.pendingFor(key); p != nil {
+		// Written by this process while the store was out: MSAL holds
+		// that until the write-back.
+		content := record{gen: p.baseGen, snap: p.ours}
+		if p.remove {
+			content = record{removed: true}
 		}
+		v.set(u, key, skey, 0, content, true, watch{}, now, 0, c.unmarshaled)
 		return nil
 	}
+	done := func() {}
+	if c.isDown() {
+		// The store is out: MSAL keeps what it holds. A partition it does
+		// not hold (a user who signed in elsewhere) is worth asking the
+		// store for: it may be back.
+		if v.hasEntries(key) {
+			return nil
+		}
+		var ok bool
+		if done, ok = c.probe(ctx); !ok {
+			return nil
+		}
+	}
 	value, ver, ok := c.loadValue(ctx, skey)
+	done()
 	if !ok {
 		return nil
 	}
@@ -281,6 +295,41 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		c.touch(ctx, key, skey, v)
 	}
 	return nil
+}
+
+// probe decides whether a Replace may ask the store while it is out. One
+// Replace at a time asks (its load is the probe: done ends it); the others
+// wait a little for its outcome and ask only if it found the store back, so
+// that a server that accepts connections but does not answer costs one call
+// the timeout, not every call.
+func (c *Cache) probe(ctx context.Context) (done func(), ok bool) {
+	c.mu.Lock()
+	if !c.down {
+		c.mu.Unlock()
+		return func() {}, true
+	}
+	if c.probing == nil {
+		ch := make(chan struct{})
+		c.probing = ch
+		c.mu.Unlock()
+		return func() {
+			c.mu.Lock()
+			c.probing = nil
+			c.mu.Unlock()
+			close(ch)
+		}, true
+	}
+	ch := c.probing
+	c.mu.Unlock()
+	t := time.NewTimer(probeJoin)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return func() {}, !c.isDown()
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil, false
 }
 
 // present makes MSAL's memory hold rec (the store's version ver) for key,

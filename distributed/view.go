@@ -257,6 +257,23 @@ func (v *view) stale(key string) {
 	}
 }
 
+// hasEntries reports whether MSAL holds entries of key (a removed or empty
+// partition has none).
+func (v *view) hasEntries(key string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	p := v.parts[key]
+	if p == nil || p.removed {
+		return false
+	}
+	for name, section := range p.snap.Sections {
+		if name != "AppMetadata" && len(section) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // untouched makes the next use of key renew its expiry.
 func (v *view) untouched(key string) {
 	v.mu.Lock()

@@ -27,6 +27,7 @@ func Run(t *testing.T, newStore NewStore) {
 		"SignOut":      SignOut,
 		"OnBehalfOf":   OnBehalfOf,
 		"Outage":       Outage,
+		"Return":       Return,
 		"Expiry":       Expiry,
 		"Encrypted":    Encrypted,
 	} {
@@ -466,6 +467,91 @@ func Outage(t *testing.T, newStore NewStore) {
 	}
 	if n := logs.count(slog.LevelInfo, "available again"); n != 4 {
 		t.Errorf("%d recovery records for 4 outages", n)
+	}
+}
+
+// Return: users who signed in on another process while the store was out
+// are served as soon as the store answers again, by concurrent calls, not
+// only once the background probe sees it back; while a store accepts calls
+// but does not answer, calls for partitions the process does not hold do
+// not each wait for the timeout.
+func Return(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	f := NewFailing(newStore(t))
+	const timeout = 500 * time.Millisecond
+	c := NewCache(t, f, distributed.WithTimeout(timeout))
+	app := WebApp(t, idp, c)
+	accounts := SignInAll(t, ctx, idp, app, 4)
+	other := WebApp(t, idp, NewCache(t, newStore(t)))
+
+	// Half-open: once the Cache knows, one cold call may wait for the
+	// timeout, the others not.
+	f.Set(true, true)
+	if Silent(ctx, app, confidential.Account{HomeAccountID: "unknown.tid"}) == nil {
+		t.Fatal("a silent call for an unknown user succeeded")
+	}
+	if !c.Stats().StoreDown {
+		t.Fatal("a call that timed out did not mark the store down")
+	}
+	const cold = 16
+	var slow atomic.Int64
+	var wg sync.WaitGroup
+	for i := range cold {
+		wg.Go(func() {
+			start := time.Now()
+			a := confidential.Account{HomeAccountID: fmt.Sprintf("unknown-%d.tid", i)}
+			if Silent(ctx, app, a) == nil {
+				t.Errorf("a silent call for an unknown user succeeded")
+			}
+			if time.Since(start) >= timeout/2 {
+				slow.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := slow.Load(); n > 2 {
+		t.Errorf("half-open store: %d of %d concurrent cold calls waited for the timeout (%v), want at most 2", n, cold, timeout)
+	}
+	if errs := Hammer(ctx, app, accounts, 4, 10); len(errs) > 0 {
+		t.Fatalf("half-open store: %d warm calls failed; first: %v", len(errs), errs[0])
+	}
+
+	// Refused: the background probe backs off while users sign in
+	// elsewhere.
+	f.Set(true, false)
+	wait(t, "the Cache's probes fail a few times", func() bool { return c.Stats().Errors >= 12 })
+	late := make([]confidential.Account, 4)
+	for i := range late {
+		late[i] = SignIn(t, ctx, idp, other, User(200+i), UserScope)
+	}
+	if !c.Stats().StoreDown {
+		t.Fatal("the Cache does not know the store is down")
+	}
+	f.Set(false, false)
+	back := time.Now()
+	errs := make([]error, len(late))
+	for i, a := range late {
+		wg.Go(func() { errs[i] = Silent(ctx, app, a) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("%s, who signed in elsewhere during the outage, right after the store returned: %v", late[i].PreferredUsername, err)
+		}
+	}
+	t.Logf("users who signed in elsewhere during the outage served %v after the store returned", time.Since(back).Round(time.Millisecond))
+}
+
+// wait waits until cond holds, for at most a minute.
+func wait(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within a minute", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
