@@ -162,6 +162,69 @@ func TestCacheOutage(t *testing.T) {
 	}
 }
 
+// TestCacheReturn kills the real redis-server under two replicas; users
+// sign in on replica B during the outage. Once the server is restarted and
+// B has written their tokens back, replica A serves them at once, from
+// concurrent calls: it does not wait for its background probe to see the
+// server back.
+func TestCacheReturn(t *testing.T) {
+	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	idp := dcachetest.IDP(t)
+	ctx := dcachetest.Ctx(t)
+	const timeout = 500 * time.Millisecond
+	cacheA := dcachetest.NewCache(t, open(t, srv.URL(), WithDialTimeout(time.Second)), distributed.WithTimeout(timeout))
+	a := dcachetest.WebApp(t, idp, cacheA)
+	cacheB := dcachetest.NewCache(t, open(t, srv.URL(), WithDialTimeout(time.Second)), distributed.WithTimeout(timeout))
+	b := dcachetest.WebApp(t, idp, cacheB)
+	accounts := dcachetest.SignInAll(t, ctx, idp, b, 2)
+	for _, acc := range accounts {
+		if err := dcachetest.Silent(ctx, a, acc); err != nil {
+			t.Fatalf("replica A, before: %v", err)
+		}
+	}
+
+	srv.Kill()
+	// A learns of the outage from a call for a user it does not hold, and
+	// its background probe fails a few times (backing off).
+	if dcachetest.Silent(ctx, a, confidential.Account{HomeAccountID: "unknown.tid"}) == nil {
+		t.Fatal("a silent call for an unknown user succeeded")
+	}
+	waitFor(t, "replica A's probes fail a few times", func() bool { return cacheA.Stats().Errors >= 8 })
+	late := make([]confidential.Account, 4)
+	for i := range late {
+		late[i] = dcachetest.SignIn(t, ctx, idp, b, dcachetest.User(100+i), dcachetest.UserScope)
+	}
+	if st := cacheB.Stats(); st.Pending != len(late) {
+		t.Fatalf("replica B during the outage: %+v, want %d writes kept", st, len(late))
+	}
+
+	srv.Restart()
+	restarted := time.Now()
+	waitFor(t, "replica B writes back the sign-ins", func() bool {
+		st := cacheB.Stats()
+		return st.Pending == 0 && !st.StoreDown
+	})
+	writtenBack := time.Since(restarted)
+	errs := make([]error, len(late))
+	var wg sync.WaitGroup
+	for i, acc := range late {
+		wg.Go(func() { errs[i] = dcachetest.Silent(ctx, a, acc) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replica A, %s (signed in on B during the outage), right after B wrote it back: %v", late[i].PreferredUsername, err)
+		}
+	}
+	t.Logf("B wrote the sign-ins back %v after the restart; A served them %v after the restart",
+		writtenBack.Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
+	for _, acc := range accounts {
+		if err := dcachetest.Silent(ctx, a, acc); err != nil {
+			t.Errorf("replica A, after: %v", err)
+		}
+	}
+}
+
 // TestCacheHalfOpen: replica A reaches Redis through a path that goes
 // silent (a half-open connection); replica B signs a user out meanwhile. A
 // keeps serving its users while it cannot reach the store (an outage is not
