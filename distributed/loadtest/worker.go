@@ -73,7 +73,6 @@ const (
 	lineUp     = "up"
 	lineStop   = "stop"
 	lineUsers  = "users " // and the JSON of more accounts to use
-	lineBack   = "back "  // and how long after "up" the Cache saw the store back
 	resultLine = "result "
 )
 
@@ -161,7 +160,6 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 				down.Store(true)
 			case lineUp:
 				down.Store(false)
-				go awaitRecovery(c, time.Now(), out)
 			case lineStop:
 				stop.Store(true)
 			default:
@@ -208,17 +206,6 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 	cl.mu.Unlock()
 	res.Stats = c.Stats()
 	return res, nil
-}
-
-// awaitRecovery tells the coordinator when the Cache has seen the store
-// back after an outage: until then it serves only the partitions its
-// clients hold.
-func awaitRecovery(c *distributed.Cache, up time.Time, out *os.File) {
-	deadline := up.Add(writeBackTimeout)
-	for c.Stats().StoreDown && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	fmt.Fprintf(out, "%s%d\n", lineBack, time.Since(up))
 }
 
 func newClient(authority, id, secret string, hc *http.Client, c *distributed.Cache) (confidential.Client, error) {
