@@ -35,6 +35,7 @@ const (
 	envStore        = "WEBAPP_STORE"
 	envRedis        = "WEBAPP_REDIS"
 	envCacheTTL     = "WEBAPP_CACHE_TTL"
+	envStoreTimeout = "WEBAPP_STORE_TIMEOUT"
 	envName         = "WEBAPP_NAME"
 	envTenants      = "WEBAPP_TENANTS"
 	envInterval     = "WEBAPP_INTERVAL"
@@ -54,6 +55,19 @@ type storeOptions struct {
 	store, redisURL string
 	key             string
 	cacheTTL        time.Duration
+	timeout         time.Duration // of each store call; 0: defaultStoreTimeout
+}
+
+// defaultStoreTimeout bounds each store call: Redis answers a healthy
+// client far sooner, and a page must not wait long for a store that is out.
+const defaultStoreTimeout = 100 * time.Millisecond
+
+// storeTimeout is o's timeout, or the default.
+func (o *storeOptions) storeTimeout() time.Duration {
+	if o.timeout > 0 {
+		return o.timeout
+	}
+	return defaultStoreTimeout
 }
 
 // flagSet is a command's flag.FlagSet whose flags default to environment
@@ -131,6 +145,8 @@ func (f *flagSet) storeFlags(o *storeOptions) {
 		"the app's secret key: base64 of 32 random bytes (openssl rand -base64 32); seals cookies and encrypts the token cache. "+
 			"Replicas must share it; a comma-separated list rotates keys (the first seals, all open)")
 	f.duration(&o.cacheTTL, "cache-ttl", envCacheTTL, 0, "sliding expiry of a user's partition in the store (0: the distributed cache's default)")
+	f.duration(&o.timeout, "store-timeout", envStoreTimeout, defaultStoreTimeout,
+		"bound of each call to the store; a store slower than that is treated as down and pages are served from memory")
 }
 
 // parseNoArgs parses args, which hold flags only. --help prints the help to
@@ -280,6 +296,9 @@ func (f *flagSet) checkStore(o *storeOptions) error {
 	}
 	if o.cacheTTL < 0 {
 		return usageError("--cache-ttl %v: want a positive duration", o.cacheTTL)
+	}
+	if o.timeout <= 0 {
+		return usageError("--store-timeout %v: want a positive duration", o.timeout)
 	}
 	return nil
 }

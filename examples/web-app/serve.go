@@ -137,7 +137,7 @@ func newServerOn(o *serveOptions, keys [][]byte, log *slog.Logger, shared distri
 	s := &server{
 		name: name, app: app, clientID: o.app.clientID, redirectURL: o.redirectURL,
 		scopes: scopeList(o.scopes), apiURL: o.apiURL, api: hc,
-		tokens: tokens, records: newRecords(tokens.store, recSeal), cookies: cookies,
+		tokens: tokens, records: newRecords(tokens.store, recSeal, o.store.storeTimeout()), cookies: cookies,
 		secure: u.Scheme == "https", log: log,
 	}
 	return s, tokens.Close, nil

@@ -46,6 +46,7 @@ func openTokenCache(o *storeOptions, appKeys [][]byte, log *slog.Logger, shared 
 	opts := []distributed.Option{
 		distributed.WithEncryptionKeys(deriveKeys(appKeys, purposeTokens)...),
 		distributed.WithLogger(log),
+		distributed.WithTimeout(o.storeTimeout()),
 	}
 	if o.cacheTTL > 0 {
 		opts = append(opts, distributed.WithTTL(o.cacheTTL))
@@ -76,20 +77,56 @@ func (t *tokenCache) Close() error {
 // While the store cannot be reached, a session this replica has seen is
 // served from its last copy in memory, as the token cache serves the
 // partitions it holds: no other replica can end it meanwhile, since ending
-// one needs the store too.
+// one needs the store too. Each store call is bounded by timeout, and while
+// the store is known to be down a remembered session is looked up in the
+// store only by one request per recheck period (the others are served from
+// memory at once), so pages stay fast during an outage.
 type records struct {
-	store distributed.Store
-	seal  *sealer
+	store   distributed.Store
+	seal    *sealer
+	timeout time.Duration
 
-	mu   sync.Mutex // guards seen; never held across a store call
-	seen map[string]sessionRecord
+	mu    sync.Mutex // guards what follows; never held across a store call
+	seen  map[string]sessionRecord
+	down  bool      // the last store call failed
+	asked time.Time // when a session lookup last asked the store
 }
+
+// recheck is how often, while the store is down, a session lookup asks it.
+const recheck = 200 * time.Millisecond
 
 // maxSeen bounds the sessions kept in memory for an outage.
 const maxSeen = 10000
 
-func newRecords(store distributed.Store, seal *sealer) *records {
-	return &records{store: store, seal: seal, seen: map[string]sessionRecord{}}
+func newRecords(store distributed.Store, seal *sealer, timeout time.Duration) *records {
+	return &records{store: store, seal: seal, timeout: timeout, seen: map[string]sessionRecord{}}
+}
+
+// call runs one store call bounded by the timeout and records whether the
+// store answered (a call its caller gave up on tells nothing).
+func (r *records) call(ctx context.Context, f func(context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	err := f(cctx)
+	if err == nil || errors.Is(err, distributed.ErrConflict) || ctx.Err() == nil {
+		r.mu.Lock()
+		r.down = err != nil && !errors.Is(err, distributed.ErrConflict)
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// skipStore reports whether a lookup of a session held in memory is served
+// from memory without asking the store: it is down and another lookup
+// asked it less than recheck ago.
+func (r *records) skipStore(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down && now.Sub(r.asked) < recheck {
+		return true
+	}
+	r.asked = now
+	return false
 }
 
 func (r *records) remember(key string, rec sessionRecord) {
@@ -126,7 +163,9 @@ func recordKey(kind, id string) string {
 // useState marks a sign-in state as used, once: the second call for the same
 // state, on any replica, returns errReplayed.
 func (r *records) useState(ctx context.Context, state string, ttl time.Duration) error {
-	err := r.store.Store(ctx, recordKey("state", state), []byte("used"), 0, distributed.NewVersion(), ttl)
+	err := r.call(ctx, func(ctx context.Context) error {
+		return r.store.Store(ctx, recordKey("state", state), []byte("used"), 0, distributed.NewVersion(), ttl)
+	})
 	if errors.Is(err, distributed.ErrConflict) {
 		return errReplayed
 	}
@@ -148,7 +187,10 @@ func (r *records) newSession(ctx context.Context, rec sessionRecord, ttl time.Du
 	if err != nil {
 		return "", err
 	}
-	if err := r.store.Store(ctx, key, []byte(sealed), 0, distributed.NewVersion(), ttl); err != nil {
+	err = r.call(ctx, func(ctx context.Context) error {
+		return r.store.Store(ctx, key, []byte(sealed), 0, distributed.NewVersion(), ttl)
+	})
+	if err != nil {
 		return "", fmt.Errorf("storing the session: %w", err)
 	}
 	r.remember(key, rec)
@@ -158,14 +200,24 @@ func (r *records) newSession(ctx context.Context, rec sessionRecord, ttl time.Du
 // session returns the live session sid, or errNoSession.
 func (r *records) session(ctx context.Context, sid string) (sessionRecord, distributed.Version, error) {
 	key := recordKey("session", sid)
-	raw, v, err := r.store.Load(ctx, key)
+	rec, known := r.remembered(key)
+	known = known && !rec.Ended
+	if known && r.skipStore(time.Now()) {
+		return rec, 0, nil
+	}
+	var raw []byte
+	var v distributed.Version
+	err := r.call(ctx, func(ctx context.Context) (err error) {
+		raw, v, err = r.store.Load(ctx, key)
+		return err
+	})
 	if err != nil {
-		if rec, ok := r.remembered(key); ok && !rec.Ended && ctx.Err() == nil {
+		if known && ctx.Err() == nil {
 			return rec, 0, nil
 		}
 		return sessionRecord{}, 0, fmt.Errorf("loading the session: %w", err)
 	}
-	var rec sessionRecord
+	rec = sessionRecord{}
 	if raw == nil || r.seal.open(key, string(raw), &rec) != nil || rec.Ended {
 		return sessionRecord{}, 0, errNoSession
 	}
@@ -178,7 +230,12 @@ func (r *records) session(ctx context.Context, sid string) (sessionRecord, distr
 func (r *records) endSession(ctx context.Context, sid string, ttl time.Duration) error {
 	key := recordKey("session", sid)
 	for {
-		raw, v, err := r.store.Load(ctx, key)
+		var raw []byte
+		var v distributed.Version
+		err := r.call(ctx, func(ctx context.Context) (err error) {
+			raw, v, err = r.store.Load(ctx, key)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("loading the session: %w", err)
 		}
@@ -192,7 +249,9 @@ func (r *records) endSession(ctx context.Context, sid string, ttl time.Duration)
 		if err != nil {
 			return err
 		}
-		err = r.store.Store(ctx, key, []byte(sealed), v, distributed.NewVersion(), ttl)
+		err = r.call(ctx, func(ctx context.Context) error {
+			return r.store.Store(ctx, key, []byte(sealed), v, distributed.NewVersion(), ttl)
+		})
 		if err == nil {
 			r.remember(key, rec)
 		}

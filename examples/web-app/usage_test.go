@@ -33,6 +33,7 @@ func TestUsage(t *testing.T) {
 		{"bad redirect", nil, append([]string{"serve", "--key", key, "--redirect-url", "http://h/cb"}, app...), "ending in /callback"},
 		{"tls cert without key", nil, append([]string{"serve", "--tls-cert", "c.pem"}, app...), "go together"},
 		{"bad duration env", map[string]string{envCacheTTL: "soon"}, append([]string{"serve"}, app...), `WEBAPP_CACHE_TTL="soon"`},
+		{"zero store timeout", nil, append([]string{"serve", "--store-timeout", "0s"}, app...), "--store-timeout 0s: want a positive duration"},
 		{"daemon without tenants", nil, append([]string{"daemon"}, app...), "--tenants is required"},
 		{"daemon bad interval", nil, append([]string{"daemon", "--tenants", "a", "--interval", "0s"}, app...), "--interval must be positive"},
 		{"extra argument", nil, append([]string{"serve", "now"}, app...), `unexpected argument "now"`},
