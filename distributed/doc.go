@@ -78,8 +78,17 @@
 //     (WithTimeout, default 2 s), MSAL is served from its memory (warm users
 //     keep getting tokens), writes are kept in the process and written back
 //     (merged) when the store answers again, which the Cache probes for in
-//     the background. The outage and the recovery are logged once each.
-//     While the store is out, changes made elsewhere are not seen.
+//     the background, several times a second. A Replace of a partition MSAL
+//     does not hold (a user who signed in on another replica) still asks the
+//     store, so such a user is served as soon as the store answers again;
+//     one such call at a time asks while the store is out, and the others
+//     give up after a short wait for its answer, so a store that accepts
+//     calls but never answers costs one call the timeout, not every call.
+//     The outage and the recovery are logged once each. While the store is
+//     out, changes made elsewhere to the partitions a client holds are not
+//     seen.
+//   - A store that lost its data (see below) is the truth: users sign in
+//     again.
 //   - Security. With WithEncryptionKeys each blob is AES-256-GCM sealed,
 //     with the store key as additional data: a blob copied to another key
 //     does not open. A blob that does not open (other keys, tampered) is a
@@ -109,6 +118,25 @@
 //     lists the accounts of the client's working set. Web apps look an
 //     account up with Account(ctx, homeAccountID), which reads its
 //     partition.
+//
+// # A store that loses its data (Redis without persistence)
+//
+// Run Redis with persistence (appendonly yes, with appendfsync everysec or
+// always) or with replicas that take over (Redis Sentinel, a Cluster with a
+// replica per master, a managed Redis that has both), so that a restart
+// keeps the partitions. If a Redis without persistence restarts, or its
+// data is flushed, every partition and every tombstone is gone, and the
+// Cache takes the empty store as the truth: when it sees the store back, it
+// reads each partition again and finds it empty, so every process drops the
+// users' tokens from MSAL's memory, silent calls fail (MSAL's "no token
+// found": the web app asks its users to sign in again), and each daemon
+// tenant costs one token request to the identity provider, all at about the
+// same time. Only what a process changed during the outage (a sign-in, a
+// refreshed token) is written back. The Cache does not write back what
+// MSAL still holds, on purpose: the tombstones of the users who signed out
+// were lost too, so writing back what each process remembers would bring
+// signed-out users' tokens back into the store. A web app that keeps its
+// sessions in the same Redis (as examples/web-app does) loses them too.
 //
 // # Concurrency
 //
