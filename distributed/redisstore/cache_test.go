@@ -225,6 +225,46 @@ func TestCacheReturn(t *testing.T) {
 	}
 }
 
+// TestCacheRestartWithoutPersistence pins down what distributed's doc
+// says of a Redis that restarts empty: the empty store is the truth, so the
+// users of before must sign in again, on this process and any other; a
+// user who signed in during the outage is written back and served.
+func TestCacheRestartWithoutPersistence(t *testing.T) {
+	srv := redistest.Start(t) // --appendonly no, --save ''
+	idp := dcachetest.IDP(t)
+	ctx := dcachetest.Ctx(t)
+	c := dcachetest.NewCache(t, open(t, srv.URL(), WithDialTimeout(time.Second)), distributed.WithTimeout(500*time.Millisecond))
+	app := dcachetest.WebApp(t, idp, c)
+	accounts := dcachetest.SignInAll(t, ctx, idp, app, 2)
+
+	srv.Kill()
+	newcomer := dcachetest.SignIn(t, ctx, idp, app, dcachetest.User(100), dcachetest.UserScope)
+	for _, a := range append(accounts, newcomer) {
+		if err := dcachetest.Silent(ctx, app, a); err != nil {
+			t.Fatalf("with Redis down, %s: %v", a.PreferredUsername, err)
+		}
+	}
+	srv.Restart()
+	waitFor(t, "the Cache writes back the sign-in of the outage", func() bool {
+		st := c.Stats()
+		return st.Pending == 0 && !st.StoreDown
+	})
+	other := dcachetest.WebApp(t, idp, dcachetest.NewCache(t, open(t, srv.URL())))
+	for _, cl := range []struct {
+		name string
+		app  confidential.Client
+	}{{"this process", app}, {"another process", other}} {
+		for _, a := range accounts {
+			if err := dcachetest.Silent(ctx, cl.app, a); err == nil {
+				t.Errorf("%s serves %s, whose partition the restart lost", cl.name, a.PreferredUsername)
+			}
+		}
+		if err := dcachetest.Silent(ctx, cl.app, newcomer); err != nil {
+			t.Errorf("%s, the user who signed in during the outage: %v", cl.name, err)
+		}
+	}
+}
+
 // TestCacheHalfOpen: replica A reaches Redis through a path that goes
 // silent (a half-open connection); replica B signs a user out meanwhile. A
 // keeps serving its users while it cannot reach the store (an outage is not
