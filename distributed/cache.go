@@ -38,6 +38,7 @@ const (
 	retryMin     = 100 * time.Millisecond
 	retryMax     = 250 * time.Millisecond // the probe's period while the store is out
 	probeJoin    = 50 * time.Millisecond  // how long a Replace waits for another's probe
+	probeMax     = 100 * time.Millisecond // bound of a Replace's probe (a store that is back answers sooner)
 	viewIdle     = 5 * time.Minute        // a view unused this long may be dropped
 	viewsToSweep = 64                     // ... once there are more views than this
 )
@@ -63,6 +64,7 @@ type Cache struct {
 	pending map[string]*pendingWrite // by partition key, during an outage
 	down    bool                     // the store failed and has not answered since
 	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
+	probed  time.Time                // when a Replace's probe last failed
 	closed  bool
 	nviews  int
 
@@ -261,7 +263,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		v.set(u, key, skey, 0, content, true, watch{}, now, 0, c.unmarshaled)
 		return nil
 	}
-	done := func() {}
+	lctx, done := ctx, func() {}
 	if c.isDown() {
 		// The store is out: MSAL keeps what it holds. A partition it does
 		// not hold (a user who signed in elsewhere) is worth asking the
@@ -270,11 +272,11 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 			return nil
 		}
 		var ok bool
-		if done, ok = c.probe(ctx); !ok {
+		if lctx, done, ok = c.probe(ctx); !ok {
 			return nil
 		}
 	}
-	value, ver, ok := c.loadValue(ctx, skey)
+	value, ver, ok := c.loadValue(lctx, skey)
 	done()
 	if !ok {
 		return nil
@@ -297,24 +299,34 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	return nil
 }
 
-// probe decides whether a Replace may ask the store while it is out. One
-// Replace at a time asks (its load is the probe: done ends it); the others
-// wait a little for its outcome and ask only if it found the store back, so
-// that a server that accepts connections but does not answer costs one call
-// the timeout, not every call.
-func (c *Cache) probe(ctx context.Context) (done func(), ok bool) {
+// probe decides whether a Replace may ask the store while it is out, and
+// bounds the call. One Replace at a time asks (its load is the probe, within
+// probeMax; done ends it), and none for retryMax after a probe failed; the
+// others wait a little for the probe's outcome and ask only if it found the
+// store back. So a store that is out, even one that accepts calls but never
+// answers, costs a few calls a short wait, not every call the timeout.
+func (c *Cache) probe(ctx context.Context) (pctx context.Context, done func(), ok bool) {
 	c.mu.Lock()
 	if !c.down {
 		c.mu.Unlock()
-		return func() {}, true
+		return ctx, func() {}, true
 	}
 	if c.probing == nil {
+		if time.Since(c.probed) < retryMax {
+			c.mu.Unlock()
+			return nil, nil, false
+		}
 		ch := make(chan struct{})
 		c.probing = ch
 		c.mu.Unlock()
-		return func() {
+		pctx, cancel := context.WithTimeout(ctx, probeMax)
+		return pctx, func() {
+			cancel()
 			c.mu.Lock()
 			c.probing = nil
+			if c.down {
+				c.probed = time.Now()
+			}
 			c.mu.Unlock()
 			close(ch)
 		}, true
@@ -325,11 +337,11 @@ func (c *Cache) probe(ctx context.Context) (done func(), ok bool) {
 	defer t.Stop()
 	select {
 	case <-ch:
-		return func() {}, !c.isDown()
+		return ctx, func() {}, !c.isDown()
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return nil, false
+	return nil, nil, false
 }
 
 // present makes MSAL's memory hold rec (the store's version ver) for key,

@@ -513,6 +513,16 @@ func Return(t *testing.T, newStore NewStore) {
 	if n := slow.Load(); n > 2 {
 		t.Errorf("half-open store: %d of %d concurrent cold calls waited for the timeout (%v), want at most 2", n, cold, timeout)
 	}
+	// ... nor one after the other (sign-ins during an outage).
+	start := time.Now()
+	for i := range cold {
+		if Silent(ctx, app, confidential.Account{HomeAccountID: fmt.Sprintf("later-%d.tid", i)}) == nil {
+			t.Errorf("a silent call for an unknown user succeeded")
+		}
+	}
+	if d := time.Since(start); d > 4*timeout {
+		t.Errorf("half-open store: %d cold calls one after the other took %v with a timeout of %v, want under %v", cold, d, timeout, 4*timeout)
+	}
 	if errs := Hammer(ctx, app, accounts, 4, 10); len(errs) > 0 {
 		t.Fatalf("half-open store: %d warm calls failed; first: %v", len(errs), errs[0])
 	}
