@@ -59,8 +59,9 @@ type storeOptions struct {
 }
 
 // defaultStoreTimeout bounds each store call: Redis answers a healthy
-// client far sooner, and a page must not wait long for a store that is out.
-const defaultStoreTimeout = 100 * time.Millisecond
+// client far sooner, even under load, and a page must not wait long for a
+// store that is out.
+const defaultStoreTimeout = time.Second
 
 // storeTimeout is o's timeout, or the default.
 func (o *storeOptions) storeTimeout() time.Duration {

@@ -77,10 +77,11 @@ func (t *tokenCache) Close() error {
 // While the store cannot be reached, a session this replica has seen is
 // served from its last copy in memory, as the token cache serves the
 // partitions it holds: no other replica can end it meanwhile, since ending
-// one needs the store too. Each store call is bounded by timeout, and while
-// the store is known to be down a remembered session is looked up in the
-// store only by one request per recheck period (the others are served from
-// memory at once), so pages stay fast during an outage.
+// one needs the store too. Each store call is bounded by timeout (the
+// lookup of a remembered session by rememberedTimeout, if shorter), and
+// while the store is known to be down a remembered session is looked up in
+// the store only by one request per recheck period (the others are served
+// from memory at once), so pages stay fast during an outage.
 type records struct {
 	store   distributed.Store
 	seal    *sealer
@@ -92,8 +93,14 @@ type records struct {
 	asked time.Time // when a session lookup last asked the store
 }
 
-// recheck is how often, while the store is down, a session lookup asks it.
-const recheck = 200 * time.Millisecond
+const (
+	// recheck is how often, while the store is down, a lookup of a
+	// remembered session asks it.
+	recheck = 200 * time.Millisecond
+	// rememberedTimeout bounds the lookup of a remembered session, which
+	// falls back to the copy in memory.
+	rememberedTimeout = 100 * time.Millisecond
+)
 
 // maxSeen bounds the sessions kept in memory for an outage.
 const maxSeen = 10000
@@ -105,7 +112,12 @@ func newRecords(store distributed.Store, seal *sealer, timeout time.Duration) *r
 // call runs one store call bounded by the timeout and records whether the
 // store answered (a call its caller gave up on tells nothing).
 func (r *records) call(ctx context.Context, f func(context.Context) error) error {
-	cctx, cancel := context.WithTimeout(ctx, r.timeout)
+	return r.callWithin(ctx, r.timeout, f)
+}
+
+// callWithin is call bounded by d.
+func (r *records) callWithin(ctx context.Context, d time.Duration, f func(context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	err := f(cctx)
 	if err == nil || errors.Is(err, distributed.ErrConflict) || ctx.Err() == nil {
@@ -207,7 +219,12 @@ func (r *records) session(ctx context.Context, sid string) (sessionRecord, distr
 	}
 	var raw []byte
 	var v distributed.Version
-	err := r.call(ctx, func(ctx context.Context) (err error) {
+	d := r.timeout
+	if known {
+		// The copy in memory will do if the store is slow.
+		d = min(d, rememberedTimeout)
+	}
+	err := r.callWithin(ctx, d, func(ctx context.Context) (err error) {
 		raw, v, err = r.store.Load(ctx, key)
 		return err
 	})
