@@ -37,8 +37,9 @@ const (
 	maxAttempts  = 16
 	retryMin     = 100 * time.Millisecond
 	retryMax     = 250 * time.Millisecond // the probe's period while the store is out
-	probeJoin    = 50 * time.Millisecond  // how long a Replace waits for another's probe
-	probeMax     = 100 * time.Millisecond // bound of a Replace's probe (a store that is back answers sooner)
+	probeJoin    = 250 * time.Millisecond // how long a Replace waits for another's probe
+	probeEvery   = time.Second            // how often a Replace may probe a store that is out
+	probeMax     = 200 * time.Millisecond // bound of a Replace's probe: a store that is back answers sooner
 	viewIdle     = 5 * time.Minute        // a view unused this long may be dropped
 	viewsToSweep = 64                     // ... once there are more views than this
 )
@@ -300,11 +301,13 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 }
 
 // probe decides whether a Replace may ask the store while it is out, and
-// bounds the call. One Replace at a time asks (its load is the probe, within
-// probeMax; done ends it), and none for retryMax after a probe failed; the
-// others wait a little for the probe's outcome and ask only if it found the
-// store back. So a store that is out, even one that accepts calls but never
-// answers, costs a few calls a short wait, not every call the timeout.
+// returns the ctx to ask it with. One Replace at a time asks (its load is
+// the probe, within probeMax; done ends it), and none for probeEvery after
+// a probe failed: meanwhile the background probe, more frequent, finds the
+// store back. A Replace that comes while another probes waits for the
+// outcome, and asks only if the store is back. So a store that is out, even
+// one that accepts calls but never answers, costs a call a short wait now
+// and then, not every call the timeout.
 func (c *Cache) probe(ctx context.Context) (pctx context.Context, done func(), ok bool) {
 	c.mu.Lock()
 	if !c.down {
@@ -312,7 +315,7 @@ func (c *Cache) probe(ctx context.Context) (pctx context.Context, done func(), o
 		return ctx, func() {}, true
 	}
 	if c.probing == nil {
-		if time.Since(c.probed) < retryMax {
+		if time.Since(c.probed) < probeEvery {
 			c.mu.Unlock()
 			return nil, nil, false
 		}

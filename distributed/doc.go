@@ -80,10 +80,12 @@
 //     (merged) when the store answers again, which the Cache probes for in
 //     the background, several times a second. A Replace of a partition MSAL
 //     does not hold (a user who signed in on another replica) still asks the
-//     store, so such a user is served as soon as the store answers again;
-//     one such call at a time asks while the store is out, and the others
-//     give up after a short wait for its answer, so a store that accepts
-//     calls but never answers costs one call the timeout, not every call.
+//     store, so such a user is served as soon as the store answers again.
+//     While the store is out, such a call asks it at most about once a
+//     second, one at a time and within a short bound; calls that come
+//     meanwhile wait briefly for that answer or fail over at once. So a
+//     store that is out, even one that accepts calls but never answers,
+//     costs such calls a short wait now and then, not the timeout each.
 //     The outage and the recovery are logged once each. While the store is
 //     out, changes made elsewhere to the partitions a client holds are not
 //     seen.
