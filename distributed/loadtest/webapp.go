@@ -187,14 +187,14 @@ func runWebApp(ctx context.Context, o options, stderr io.Writer) (*report, error
 			return ctx.Err()
 		}
 		down.Store(true)
-		if err := e.redis.kill(); err != nil {
+		if err := e.redis.Kill(); err != nil {
 			return err
 		}
 		killed := time.Now()
 		if !sleep(ctx, o.outage) {
 			return ctx.Err()
 		}
-		if err := e.redis.restart(); err != nil {
+		if err := e.redis.Restart(ctx); err != nil {
 			return err
 		}
 		back := time.Now()
@@ -349,4 +349,13 @@ func (w *webUser) page(u string, p *phase) error {
 		p.Failures++
 	}
 	return err
+}
+
+// tail returns the end of a log.
+func tail(log []byte) string {
+	const n = 2000
+	if len(log) > n {
+		log = log[len(log)-n:]
+	}
+	return string(log)
 }
