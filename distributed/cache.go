@@ -2,8 +2,6 @@ package distributed
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 
 	"github.com/msalcache/msalcache/internal/msaljson"
+	"github.com/msalcache/msalcache/internal/recordfmt"
 	"github.com/msalcache/msalcache/internal/seal"
 )
 
@@ -152,8 +151,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 // storeKey is the store's name for a partition: the prefix and a hash, so
 // that no user or tenant identifier is stored in clear.
 func (c *Cache) storeKey(key string) string {
-	sum := sha256.Sum256([]byte(c.cfg.prefix + "\x00" + key))
-	return c.cfg.prefix + base64.RawURLEncoding.EncodeToString(sum[:])
+	return recordfmt.StoreKey(c.cfg.prefix, key)
 }
 
 // notice is the store's invalidation callback. It takes no lock that is

@@ -185,14 +185,31 @@ func TestConcurrentWritersLoseNothing(t *testing.T) {
 	t.Logf("conflicts resolved by merge: %d", conflicts)
 }
 
+// A testClock is a clock the test moves by hand, for withClock. Any
+// goroutine may read it.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock { return &testClock{t: time.Now()} }
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 func TestRemovedPartitionIsNotResurrected(t *testing.T) {
 	s := NewMemoryStore()
-	var clock struct {
-		sync.Mutex
-		now time.Time
-	}
-	clock.now = time.Now()
-	now := func() time.Time { clock.Lock(); defer clock.Unlock(); return clock.now }
+	clock := newTestClock()
+	now := clock.now
 	a, b := newCache(t, s), newCache(t, s, withClock(now))
 	ma, mb := &manager{}, &manager{}
 	ctx := context.Background()
@@ -234,9 +251,7 @@ func TestRemovedPartitionIsNotResurrected(t *testing.T) {
 		t.Errorf("a write just after the removal was stored: %s", got)
 	}
 	// A new sign-in once no call can still be in flight is kept.
-	clock.Lock()
-	clock.now = clock.now.Add(inFlight)
-	clock.Unlock()
+	clock.advance(inFlight)
 	write(t, b, mb, "uid1.tid", "new")
 	if got := string(stored(t, a, "uid1.tid").Raw); !strings.Contains(got, "secret-new") {
 		t.Errorf("the sign-in after the removal was not stored: %s", got)
@@ -390,13 +405,8 @@ func (s *touches) Close() error          { return s.inner.Close() }
 func (s *touches) Notify(f func(string)) { s.inner.(Notifier).Notify(f) }
 
 func TestReadsRenewTheExpiry(t *testing.T) {
-	var clock struct {
-		sync.Mutex
-		now time.Time
-	}
-	clock.now = time.Now()
-	now := func() time.Time { clock.Lock(); defer clock.Unlock(); return clock.now }
-	advance := func(d time.Duration) { clock.Lock(); clock.now = clock.now.Add(d); clock.Unlock() }
+	clock := newTestClock()
+	now, advance := clock.now, clock.advance
 	s := &touches{inner: NewMemoryStore()}
 	writer := newCache(t, s.inner)
 	write(t, writer, &manager{}, "uid1.tid", "a")
@@ -458,13 +468,8 @@ func FuzzDecodeRecord(f *testing.F) {
 // but never one used within the grace period: a concurrent reader may still
 // be reading it.
 func TestWorkingSetEviction(t *testing.T) {
-	var clock struct {
-		sync.Mutex
-		now time.Time
-	}
-	clock.now = time.Now()
-	now := func() time.Time { clock.Lock(); defer clock.Unlock(); return clock.now }
-	advance := func(d time.Duration) { clock.Lock(); clock.now = clock.now.Add(d); clock.Unlock() }
+	clock := newTestClock()
+	now, advance := clock.now, clock.advance
 	s := NewMemoryStore()
 	writer := newCache(t, s)
 	for i := range 4 {

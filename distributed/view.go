@@ -75,15 +75,7 @@ func (v *view) current(key string, now time.Time, touchEvery time.Duration) (tou
 	if p == nil || !p.synced || !p.watch.fresh() || !(v.intact || v.refuses) {
 		return false, false
 	}
-	p.used, v.lastUsed = now, now
-	if !p.removed {
-		p.aliveAt = now
-	}
-	if touchEvery > 0 && now.Sub(p.touched) >= touchEvery {
-		p.touched = now
-		touch = true
-	}
-	return touch, true
+	return v.use(p, now, touchEvery), true
 }
 
 // holds reports whether MSAL holds key exactly as the store's version ver,
@@ -96,15 +88,28 @@ func (v *view) holds(key string, ver Version, w watch, now time.Time, touchEvery
 		return false, false
 	}
 	p.watch, p.synced = w, w.fresh()
+	return v.use(p, now, touchEvery), true
+}
+
+// use records that MSAL read p at now, and reports whether p's expiry is
+// due to be renewed (see renewDue).
+func (v *view) use(p *part, now time.Time, touchEvery time.Duration) (touch bool) {
 	p.used, v.lastUsed = now, now
 	if !p.removed {
 		p.aliveAt = now
 	}
+	return p.renewDue(now, touchEvery)
+}
+
+// renewDue reports whether p's expiry is due to be renewed (last renewed
+// touchEvery ago or more) and, if so, counts it as renewed at now: the
+// caller renews it.
+func (p *part) renewDue(now time.Time, touchEvery time.Duration) bool {
 	if touchEvery > 0 && now.Sub(p.touched) >= touchEvery {
 		p.touched = now
-		touch = true
+		return true
 	}
-	return touch, true
+	return false
 }
 
 // set makes MSAL's memory hold rec (the store's version ver) for key, with
@@ -136,10 +141,7 @@ func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec recor
 	} else {
 		changed = changed || !content.Equal(msaljson.Empty)
 	}
-	if touchEvery > 0 && now.Sub(p.touched) >= touchEvery {
-		p.touched = now
-		touch = true
-	}
+	touch = p.renewDue(now, touchEvery)
 	v.parts[key] = p
 	v.lastUsed = now
 	if v.evict(key, now) {

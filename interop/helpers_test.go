@@ -170,23 +170,6 @@ func (p pyPeer) dump(t testing.TB, path string) dump {
 	return d
 }
 
-// write runs one Python writer alone and returns its report.
-func (p pyPeer) write(t testing.TB, path, id string, count int) report {
-	t.Helper()
-	pr := startProc(t, "python write "+id, p.cmd(nil, "write", path, id, strconv.Itoa(count)))
-	if err := pr.wait(60 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := parseReport(pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Errors) > 0 {
-		t.Fatalf("python write %s failed: %s", id, rep.Errors[0])
-	}
-	return rep
-}
-
 // goCmd is this test binary in a writer role.
 func goCmd(role string, env ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")

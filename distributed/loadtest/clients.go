@@ -21,6 +21,7 @@ import (
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/distributed/redisstore"
 	"github.com/msalcache/msalcache/internal/fakeidp"
+	"github.com/msalcache/msalcache/internal/redisserver"
 )
 
 const modeClients = "MSAL Go confidential clients (one shared client per process) on Redis"
@@ -41,7 +42,7 @@ var workerPrefix = func(prefix string) string { return prefix }
 type env struct {
 	dir      string
 	idp      *fakeidp.Server
-	redis    *redisServer // nil: an external Redis
+	redis    *redisserver.Server // nil: an external Redis
 	redisURL string
 	prefix   string
 	key      []byte
@@ -66,12 +67,16 @@ func setUp(o options) (*env, func(), error) {
 	e.dir = dir
 	stops = append(stops, func() { os.RemoveAll(dir) })
 	if e.redisURL == "" {
-		if e.redis, err = startRedis(dir); err != nil {
+		e.redis, err = redisserver.Start(context.Background(), redisserver.Config{Dir: dir, AppendOnly: true})
+		if errors.Is(err, redisserver.ErrNotInstalled) {
+			err = errors.New("redis-server is not on PATH: install the Debian package redis-server, or pass --redis URL")
+		}
+		if err != nil {
 			stop()
 			return nil, nil, err
 		}
-		e.redisURL = e.redis.url()
-		stops = append(stops, func() { _ = e.redis.kill() })
+		e.redisURL = e.redis.URL()
+		stops = append(stops, func() { _ = e.redis.Stop() })
 	} else {
 		stops = append(stops, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -161,7 +166,7 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 			return nil, ctx.Err()
 		}
 		ws.send(lineDown)
-		if err := e.redis.kill(); err != nil {
+		if err := e.redis.Kill(); err != nil {
 			return nil, err
 		}
 		down := time.Now()
@@ -178,7 +183,7 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 		if !sleep(ctx, o.outage-time.Since(down)) {
 			return nil, ctx.Err()
 		}
-		if err := e.redis.restart(); err != nil {
+		if err := e.redis.Restart(ctx); err != nil {
 			return nil, err
 		}
 		back := time.Now()

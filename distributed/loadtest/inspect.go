@@ -2,25 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"fmt"
 
 	"github.com/redis/rueidis"
 
 	"github.com/msalcache/msalcache/internal/msaljson"
+	"github.com/msalcache/msalcache/internal/recordfmt"
 	"github.com/msalcache/msalcache/internal/seal"
 )
-
-// storeKey is the Cache's name of a partition in the store (distributed's
-// Cache.storeKey: the prefix and a hash of the partition key). The
-// inspection reads Redis directly, so it computes the names itself: a
-// change of the scheme shows up as unknown and missing partitions.
-func storeKey(prefix, partition string) string {
-	sum := sha256.Sum256([]byte(prefix + "\x00" + partition))
-	return prefix + base64.RawURLEncoding.EncodeToString(sum[:])
-}
 
 // inspection is what Redis holds after a run.
 type inspection struct {
@@ -33,7 +22,7 @@ type inspection struct {
 
 // inspect reads every key of prefix from Redis, bypassing the Cache: each
 // value is the 8-byte version (redisstore) and the sealed record
-// (distributed's record.go: format version, generation, flags, MSAL JSON).
+// (internal/recordfmt).
 // Each entry's partition is computed from the entry itself
 // (msaljson.Snapshot.Partition) and compared with the partition the key
 // belongs to. partitions maps each partition key of the run to whether it
@@ -46,7 +35,7 @@ func inspect(ctx context.Context, redisURL, prefix string, key []byte, partition
 	}
 	byStoreKey := map[string]string{}
 	for p := range partitions {
-		byStoreKey[storeKey(prefix, p)] = p
+		byStoreKey[recordfmt.StoreKey(prefix, p)] = p
 	}
 	client, err := openRaw(redisURL)
 	if err != nil {
@@ -75,20 +64,15 @@ func inspect(ctx context.Context, redisURL, prefix string, key []byte, partition
 		if len(raw) < 8 {
 			return in, fmt.Errorf("stored partition %s: %d bytes, no version", skey, len(raw))
 		}
-		rec, err := keys.Open(raw[8:], []byte(skey))
+		h, js, err := recordfmt.Open(raw[8:], skey, keys)
 		if err != nil {
-			return in, fmt.Errorf("stored partition %s does not decrypt: %w", skey, err)
+			return in, fmt.Errorf("stored partition %s: %w", skey, err)
 		}
-		const headerLen = 10
-		if len(rec) < headerLen || rec[0] != 1 {
-			return in, fmt.Errorf("stored partition %s: not a record of format 1", skey)
-		}
-		_ = binary.BigEndian.Uint64(rec[1:9]) // the generation
-		if rec[9]&1 != 0 {
+		if h.Removed {
 			in.tombstones++
 			continue
 		}
-		snap, err := msaljson.Parse(rec[headerLen:], nil)
+		snap, err := msaljson.Parse(js, nil)
 		if err != nil {
 			return in, fmt.Errorf("stored partition %s: %w", skey, err)
 		}

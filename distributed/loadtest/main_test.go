@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/msalcache/msalcache/internal/msaljson"
+	"github.com/msalcache/msalcache/internal/recordfmt"
 	"github.com/msalcache/msalcache/internal/redistest"
 	"github.com/msalcache/msalcache/internal/seal"
 )
@@ -182,27 +183,28 @@ func TestInspectFindsForeignEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := func(partition string) ([]byte, *msaljson.Snapshot) {
-		skey := storeKey(e.prefix, partition)
-		raw, err := client.Do(ctx, client.B().Get().Key(skey).Build()).AsBytes()
+	// read returns the partition's version (redisstore's first 8 bytes),
+	// its record's header and its entries.
+	read := func(partition string) ([]byte, recordfmt.Header, *msaljson.Snapshot) {
+		raw, err := client.Do(ctx, client.B().Get().Key(recordfmt.StoreKey(e.prefix, partition)).Build()).AsBytes()
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, err := keys.Open(raw[8:], []byte(skey))
+		h, js, err := recordfmt.Open(raw[8:], recordfmt.StoreKey(e.prefix, partition), keys)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := msaljson.Parse(rec[10:], nil)
+		s, err := msaljson.Parse(js, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return append(raw[:8:8], rec[:10]...), s
+		return raw[:8:8], h, s
 	}
-	headA, snapA := read(a)
-	_, snapB := read(b)
+	versionA, headA, snapA := read(a)
+	_, _, snapB := read(b)
 	both := msaljson.Union(snapA, snapB)
-	value := append(headA[:8:8], keys.Seal(append(headA[8:], both.Encode()...), []byte(storeKey(e.prefix, a)))...)
-	if err := client.Do(ctx, client.B().Set().Key(storeKey(e.prefix, a)).Value(string(value)).Build()).Error(); err != nil {
+	value := append(versionA, recordfmt.Seal(headA, both.Encode(), recordfmt.StoreKey(e.prefix, a), keys)...)
+	if err := client.Do(ctx, client.B().Set().Key(recordfmt.StoreKey(e.prefix, a)).Value(string(value)).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -21,20 +19,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/msalcache/msalcache/distributed"
+	"github.com/msalcache/msalcache/internal/appkey"
 	"github.com/msalcache/msalcache/internal/fakeidp"
 )
 
 const modeWebApp = "two examples/web-app replicas over HTTP on Redis"
 
-// The web app's registration, and what the web app does with its key and
-// the store (examples/web-app's store.go and seal.go): its token cache
-// uses the distributed cache's default prefix and a key derived from the
-// app's key with HKDF-SHA256 for purpose webAppTokens.
+// The web app's registration. Its token cache uses the distributed cache's
+// default prefix and the key appkey derives for appkey.Tokens.
 const (
 	webAppID     = "0a0a0a0a-1111-4111-8111-00000000200a"
 	webAppSecret = "loadtest-web-app-secret"
-	webAppPrefix = "msalcache:"
-	webAppTokens = "msalcache web-app: token cache"
 )
 
 // Bounds of the waits for the web app.
@@ -187,14 +183,14 @@ func runWebApp(ctx context.Context, o options, stderr io.Writer) (*report, error
 			return ctx.Err()
 		}
 		down.Store(true)
-		if err := e.redis.kill(); err != nil {
+		if err := e.redis.Kill(); err != nil {
 			return err
 		}
 		killed := time.Now()
 		if !sleep(ctx, o.outage) {
 			return ctx.Err()
 		}
-		if err := e.redis.restart(); err != nil {
+		if err := e.redis.Restart(ctx); err != nil {
 			return err
 		}
 		back := time.Now()
@@ -219,13 +215,10 @@ func runWebApp(ctx context.Context, o options, stderr io.Writer) (*report, error
 	r.tokenRequests = lost.Token
 	r.byGrant = fmt.Sprintf(": refresh %d, auth code %d", lost.RefreshTokenGrant, lost.AuthorizationCodeGrant)
 
-	tokenKey, err := hkdf.Key(sha256.New, e.key, nil, webAppTokens, 32)
-	if err != nil {
-		return r, err
-	}
+	tokenKey := appkey.Derive([][]byte{e.key}, appkey.Tokens)[0]
 	ictx, icancel := context.WithTimeout(ctx, time.Minute)
 	defer icancel()
-	in, err := inspect(ictx, e.redisURL, webAppPrefix, tokenKey, partitions)
+	in, err := inspect(ictx, e.redisURL, distributed.DefaultKeyPrefix, tokenKey, partitions)
 	if err != nil {
 		return r, fmt.Errorf("reading the stored partitions: %w", err)
 	}
@@ -349,4 +342,13 @@ func (w *webUser) page(u string, p *phase) error {
 		p.Failures++
 	}
 	return err
+}
+
+// tail returns the end of a log.
+func tail(log []byte) string {
+	const n = 2000
+	if len(log) > n {
+		log = log[len(log)-n:]
+	}
+	return string(log)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/internal/fakeidp"
+	"github.com/msalcache/msalcache/internal/redisserver"
 )
 
 // The demo's application registration at the local identity provider.
@@ -77,7 +78,7 @@ Nothing is left running or behind.`)
 // replicas, with what stops them.
 type demoSite struct {
 	idp   *fakeidp.Server
-	redis *redisServer
+	redis *redisserver.Server
 	store distributed.Store // shared by the replicas when in memory
 	urls  [2]string
 	stops []func()
@@ -114,7 +115,7 @@ func runDemo(ctx context.Context, e *env, o *demoOptions) (err error) {
 	}
 
 	storeOpts := storeOptions{store: "memory"}
-	exe, lookErr := exec.LookPath("redis-server")
+	_, lookErr := exec.LookPath("redis-server")
 	switch {
 	case o.store == "memory":
 		say("Store: memory (--store memory), shared by the two replicas in this process")
@@ -124,12 +125,12 @@ func runDemo(ctx context.Context, e *env, o *demoOptions) (err error) {
 		say("Store: memory, shared by the two replicas in this process (no redis-server installed;")
 		say("       install it to run the replicas on Redis, as in production)")
 	default:
-		r, err := startRedis(ctx, exe)
+		r, err := redisserver.Start(ctx, redisserver.Config{Args: []string{"--loglevel", "warning"}})
 		if err != nil {
 			return err
 		}
 		d.redis = r
-		d.stops = append(d.stops, r.Stop)
+		d.stops = append(d.stops, func() { r.Stop() })
 		storeOpts = storeOptions{store: "redis", redisURL: r.URL()}
 		say("Store: a throwaway redis-server at %s; each replica has its own connection", r.URL())
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -327,4 +328,13 @@ func TestDemoInteractive(t *testing.T) {
 	if pids := processesMentioning(tmp); len(pids) > 0 {
 		t.Errorf("processes still running with the demo's files: %v", pids)
 	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

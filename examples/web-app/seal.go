@@ -1,22 +1,21 @@
 package main
 
 import (
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 
+	"github.com/msalcache/msalcache/internal/appkey"
 	"github.com/msalcache/msalcache/internal/seal"
 )
 
 // Purposes of the keys derived from the app's key: one key never serves
 // two purposes.
 const (
-	purposeCookies = "msalcache web-app: cookies"
-	purposeRecords = "msalcache web-app: session records"
-	purposeTokens  = "msalcache web-app: token cache"
+	purposeCookies = appkey.Cookies
+	purposeRecords = appkey.Records
+	purposeTokens  = appkey.Tokens
 )
 
 // errUnsealed is returned for a sealed value that does not open: tampered
@@ -33,24 +32,11 @@ type sealer struct {
 
 // newSealer derives the keys for purpose from the app's keys.
 func newSealer(appKeys [][]byte, purpose string) (*sealer, error) {
-	k, err := seal.New(deriveKeys(appKeys, purpose)...)
+	k, err := seal.New(appkey.Derive(appKeys, purpose)...)
 	if err != nil {
 		return nil, err
 	}
 	return &sealer{k}, nil
-}
-
-// deriveKeys derives a 32-byte key for purpose from each of the app's keys.
-func deriveKeys(appKeys [][]byte, purpose string) [][]byte {
-	var out [][]byte
-	for _, k := range appKeys {
-		d, err := hkdf.Key(sha256.New, k, nil, purpose, 32)
-		if err != nil {
-			panic(err) // only for a length HKDF-SHA256 cannot produce; 32 is fine
-		}
-		out = append(out, d)
-	}
-	return out
 }
 
 // seal returns v as JSON, encrypted and authenticated, in base64url.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/distributed/redisstore"
+	"github.com/msalcache/msalcache/internal/appkey"
 )
 
 // recordPrefix namespaces the web app's own records (sessions, used sign-in
@@ -44,7 +45,7 @@ func openTokenCache(o *storeOptions, appKeys [][]byte, log *slog.Logger, shared 
 	}
 	owned := shared == nil
 	opts := []distributed.Option{
-		distributed.WithEncryptionKeys(deriveKeys(appKeys, purposeTokens)...),
+		distributed.WithEncryptionKeys(appkey.Derive(appKeys, purposeTokens)...),
 		distributed.WithLogger(log),
 		distributed.WithTimeout(o.storeTimeout()),
 	}

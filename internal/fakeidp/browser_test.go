@@ -270,14 +270,11 @@ func TestBrowserSignIn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, _ := url.Parse(raw)
-		q := u.Query()
-		q.Set("state", state)
-		q.Set("nonce", nonce)
-		q.Set("code_challenge", challenge)
-		q.Set("code_challenge_method", "S256")
-		u.RawQuery = q.Encode()
-		return u.String()
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return withAuthParams(u, state, nonce, challenge)
 	}
 
 	// A login hint that tries to break out of the attribute is shown as text.

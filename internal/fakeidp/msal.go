@@ -33,6 +33,19 @@ func NewPKCE() (verifier, challenge string) {
 	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// withAuthParams returns the authorization URL u (from MSAL's AuthCodeURL)
+// with what a web app adds to it: state, nonce and an S256 PKCE challenge.
+func withAuthParams(u *url.URL, state, nonce, challenge string) string {
+	q := u.Query()
+	q.Set("state", state)
+	q.Set("nonce", nonce)
+	q.Set("code_challenge", challenge)
+	q.Set("code_challenge_method", "S256")
+	v := *u
+	v.RawQuery = q.Encode()
+	return v.String()
+}
+
 // AuthCodeLogin signs in username, a user added with [Server.AddUser], on
 // app with the authorization code flow, as a web app and a browser would:
 // app.AuthCodeURL plus state, nonce and a PKCE challenge; [Server.SignIn];
@@ -52,13 +65,7 @@ func (s *Server) AuthCodeLogin(ctx context.Context, app confidential.Client, cli
 	}
 	verifier, challenge := NewPKCE()
 	state, nonce := randomString(16), randomString(16)
-	q := u.Query()
-	q.Set("state", state)
-	q.Set("nonce", nonce)
-	q.Set("code_challenge", challenge)
-	q.Set("code_challenge_method", "S256")
-	u.RawQuery = q.Encode()
-	back, err := s.SignIn(u.String(), username)
+	back, err := s.SignIn(withAuthParams(u, state, nonce, challenge), username)
 	if err != nil {
 		return confidential.AuthResult{}, err
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/msalcache/msalcache/internal/redisserver"
 )
 
 // A Cluster is a local Redis Cluster of three masters and no replicas, with
@@ -26,7 +28,7 @@ func StartCluster(t testing.TB) *Cluster {
 	c := &Cluster{}
 	var addrs []string
 	for i := range 3 {
-		s := start(t, filepath.Join(dir, fmt.Sprint(i)), true)
+		s := start(t, redisserver.Config{Dir: filepath.Join(dir, fmt.Sprint(i)), Cluster: true})
 		c.Nodes = append(c.Nodes, s)
 		addrs = append(addrs, s.Addr())
 	}
@@ -103,7 +105,7 @@ func (c *Cluster) AddReplica(t testing.TB, master *Server) *Server {
 	if err != nil {
 		t.Fatalf("redistest: CLUSTER MYID: %v", err)
 	}
-	r := start(t, filepath.Join(t.TempDir(), "replica"), true)
+	r := start(t, redisserver.Config{Dir: filepath.Join(t.TempDir(), "replica"), Cluster: true})
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "redis-cli", "--cluster", "add-node", r.Addr(), master.Addr(),

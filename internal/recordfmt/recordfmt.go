@@ -1,0 +1,78 @@
+// Package recordfmt is the distributed cache's stored form of a partition: the
+// name the store holds it under and its sealed record. Package distributed
+// writes and reads it; distributed/loadtest reads it from Redis directly to
+// check what a run left, so both compute it here.
+package recordfmt
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+
+	"github.com/msalcache/msalcache/internal/seal"
+)
+
+// StoreKey is the store's name for the partition key under prefix: the
+// prefix and a hash, so that no user or tenant identifier is stored in
+// clear.
+func StoreKey(prefix, key string) string {
+	sum := sha256.Sum256([]byte(prefix + "\x00" + key))
+	return prefix + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// A record is, before sealing:
+//
+//	offset  size  field
+//	0       1     format version (1)
+//	1       8     generation: chosen when the partition is created or removed
+//	9       1     flags: 1 = removed (a tombstone, no entries)
+//	10      n     the partition's MSAL cache JSON
+const (
+	version     = 1
+	headerLen   = 10
+	flagRemoved = 1
+)
+
+// ErrFormat means that a value opened but is not a record of this format.
+var ErrFormat = errors.New("not a partition record")
+
+// A Header is a record's fields before its MSAL cache JSON.
+type Header struct {
+	// Gen is chosen when the partition is created or removed.
+	Gen uint64
+	// Removed marks a tombstone: the partition was removed, JSON is empty.
+	Removed bool
+}
+
+// Seal returns the stored form of the record h, js at the store key skey:
+// sealed with keys and skey as associated data, or plain when keys is nil.
+func Seal(h Header, js []byte, skey string, keys *seal.Keys) []byte {
+	b := make([]byte, headerLen, headerLen+len(js))
+	b[0] = version
+	binary.BigEndian.PutUint64(b[1:], h.Gen)
+	if h.Removed {
+		b[9] = flagRemoved
+	}
+	b = append(b, js...)
+	if keys != nil {
+		return keys.Seal(b, []byte(skey))
+	}
+	return b
+}
+
+// Open reads what Seal wrote: the header and the MSAL cache JSON. Errors
+// are seal.ErrOpen's or ErrFormat and never include the value.
+func Open(value []byte, skey string, keys *seal.Keys) (Header, []byte, error) {
+	b := value
+	if keys != nil {
+		var err error
+		if b, err = keys.Open(value, []byte(skey)); err != nil {
+			return Header{}, nil, err
+		}
+	}
+	if len(b) < headerLen || b[0] != version {
+		return Header{}, nil, ErrFormat
+	}
+	return Header{Gen: binary.BigEndian.Uint64(b[1:]), Removed: b[9]&flagRemoved != 0}, b[headerLen:], nil
+}
