@@ -116,6 +116,11 @@ func openExisting(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDWR, 0)
 }
 
+// openOwn opens the own lock file, creating it if missing.
+func openOwn(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+}
+
 // isTransient reports an error that goes away by itself: none on Unix.
 func isTransient(error) bool { return false }
 
