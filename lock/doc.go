@@ -51,8 +51,10 @@
 // the sister libraries the own lock file changes nothing: they still
 // exclude us, and we them, through the lock file alone. A *Lock keeps the
 // own lock file open between calls (Close releases it), so it costs two
-// flock calls and a stat per Lock; a kept descriptor whose file was deleted
-// after all is dropped and the file opened again.
+// flock calls and two stats per Lock; a kept descriptor whose file was
+// deleted after all is dropped and the file opened again. On Windows it is
+// opened and closed at each Lock: a handle kept open would stop the
+// directory from being removed.
 //
 // Waiting polls with jittered exponential backoff (1 ms to 25 ms), and ends
 // with ctx, or after the WithTimeout bound (default 30 s) if ctx has no

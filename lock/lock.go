@@ -34,8 +34,9 @@ const (
 // It is not reentrant: a goroutine that calls Lock again before unlocking
 // waits for itself until the timeout.
 //
-// A Lock keeps the own lock file (see ownSuffix) open between Lock calls, so
-// that taking it costs two system calls; Close releases that descriptor.
+// A Lock keeps the own lock file (see ownSuffix) open between Lock calls
+// (not on Windows), so that taking it costs a few system calls; Close
+// releases that descriptor.
 type Lock struct {
 	path    string // absolute, so that a change of directory changes nothing
 	ownPath string // path + ownSuffix
@@ -238,7 +239,7 @@ func (l *Lock) keep(f *os.File) {
 		return
 	}
 	l.mu.Lock()
-	if l.kept == nil && !l.closed {
+	if keepOwn && l.kept == nil && !l.closed {
 		l.kept, f = f, nil
 	}
 	l.mu.Unlock()
