@@ -46,7 +46,7 @@ type Lock struct {
 	// mu guards kept and closed. It is held only to move them, never
 	// across I/O.
 	mu     sync.Mutex
-	kept   *os.File // the own lock file, open and unlocked between Lock calls
+	kept   *ownFile // the own lock file, open and unlocked between Lock calls
 	closed bool     // Close was called: do not keep the own lock file open
 }
 
@@ -86,13 +86,13 @@ func (l *Lock) Path() string { return l.path }
 // that file each time. Close is idempotent.
 func (l *Lock) Close() error {
 	l.mu.Lock()
-	f := l.kept
+	o := l.kept
 	l.kept, l.closed = nil, true
 	l.mu.Unlock()
-	if f == nil {
+	if o == nil {
 		return nil
 	}
-	if err := f.Close(); err != nil {
+	if err := o.f.Close(); err != nil {
 		return fmt.Errorf("lock: closing %s: %w", l.ownPath, err)
 	}
 	return nil
@@ -145,14 +145,20 @@ func (l *Lock) Lock(ctx context.Context) (unlock func() error, err error) {
 	}, nil
 }
 
+// ownFile is the own lock file, open.
+type ownFile struct {
+	f  *os.File
+	fi fs.FileInfo // its identity, nil until first needed
+}
+
 // lockOwn takes the OS lock of the own lock file, which only processes of
 // this package take, waiting like acquire. It uses the descriptor the Lock
 // keeps, if any, and opens the file (creating it, 0600) otherwise. A kept
 // descriptor whose file is no longer named by its path (someone deleted
 // it) is dropped: its lock would exclude nobody.
-func (l *Lock) lockOwn(w *waitContext, start time.Time) (*os.File, error) {
+func (l *Lock) lockOwn(w *waitContext, start time.Time) (*ownFile, error) {
 	l.mu.Lock()
-	f := l.kept
+	o := l.kept
 	l.kept = nil
 	l.mu.Unlock()
 	var (
@@ -166,24 +172,25 @@ func (l *Lock) lockOwn(w *waitContext, start time.Time) (*os.File, error) {
 		}
 	}()
 	for {
-		if f == nil {
-			var err error
-			if f, err = l.openOwn(); err != nil {
+		if o == nil {
+			f, err := l.openOwn()
+			if err != nil {
 				return nil, err
 			}
+			o = &ownFile{f: f}
 		}
-		ok, err := tryLockFile(f)
+		ok, err := tryLockFile(o.f)
 		if err != nil {
-			f.Close()
+			o.f.Close()
 			return nil, fmt.Errorf("lock: cannot lock %s (does the file system support file locks?): %w", l.ownPath, err)
 		}
 		if ok {
-			if _, same := identity(f, l.ownPath); same {
-				return f, nil
+			if o.named(l.ownPath) {
+				return o, nil
 			}
-			unlockFile(f)
-			f.Close()
-			f = nil
+			unlockFile(o.f)
+			o.f.Close()
+			o = nil
 			if !reopened {
 				reopened = true
 				continue
@@ -199,11 +206,24 @@ func (l *Lock) lockOwn(w *waitContext, start time.Time) (*os.File, error) {
 		ctx := w.get()
 		select {
 		case <-ctx.Done():
-			l.keep(f)
+			l.keep(o)
 			return nil, l.waitError(ctx, start, l.ownHolder())
 		case <-timer.C:
 		}
 	}
+}
+
+// named reports whether path names the file o has open.
+func (o *ownFile) named(path string) bool {
+	if o.fi == nil {
+		fi, err := o.f.Stat()
+		if err != nil {
+			return false
+		}
+		o.fi = fi
+	}
+	cur, err := os.Stat(path)
+	return err == nil && os.SameFile(o.fi, cur)
 }
 
 // openOwn opens the own lock file, creating it and its directories if missing.
@@ -223,28 +243,28 @@ func (l *Lock) openOwn() (*os.File, error) {
 
 // unlockOwn releases the OS lock of the own lock file and keeps the file open
 // for the next Lock call.
-func (l *Lock) unlockOwn(f *os.File) error {
-	if err := unlockFile(f); err != nil {
-		f.Close() // closing drops the lock too
+func (l *Lock) unlockOwn(o *ownFile) error {
+	if err := unlockFile(o.f); err != nil {
+		o.f.Close() // closing drops the lock too
 		return err
 	}
-	l.keep(f)
+	l.keep(o)
 	return nil
 }
 
-// keep keeps the unlocked own lock file f open for the next Lock call, unless
-// the Lock is closed or keeps one already; then it closes f.
-func (l *Lock) keep(f *os.File) {
-	if f == nil {
+// keep keeps the unlocked own lock file o open for the next Lock call,
+// unless the Lock is closed or keeps one already; then it closes o.
+func (l *Lock) keep(o *ownFile) {
+	if o == nil {
 		return
 	}
 	l.mu.Lock()
 	if keepOwn && l.kept == nil && !l.closed {
-		l.kept, f = f, nil
+		l.kept, o = o, nil
 	}
 	l.mu.Unlock()
-	if f != nil {
-		f.Close()
+	if o != nil {
+		o.f.Close()
 	}
 }
 

@@ -143,7 +143,7 @@ func TestOwnFileKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	if kept != nil {
-		if _, err := kept.Stat(); !errors.Is(err, fs.ErrClosed) {
+		if _, err := kept.f.Stat(); !errors.Is(err, fs.ErrClosed) {
 			t.Errorf("the kept descriptor after Close: %v, want it closed", err)
 		}
 	}
