@@ -1,6 +1,8 @@
 // Package lock is the cross-process lock of msalcache: one lock file,
 // "<cache path>.lockfile", that every process of an app, and every other
-// MSAL app of the same user, takes before it writes the cache.
+// MSAL app of the same user, takes before it writes the cache; and, among
+// msalcache's own processes, a second file next to it (see The own lock
+// file).
 //
 //	l := lock.New(cachePath + ".lockfile")
 //	unlock, err := l.Lock(ctx)
@@ -35,27 +37,6 @@
 // names the file, adopt it under its OS lock (write our pid, keep the lock).
 // No file is ever deleted except by its holder.
 //
-// # The own lock file
-//
-// Before all this, Lock takes an exclusive OS lock on a second file,
-// "<lock file>.msalcache", and it releases that lock after it has deleted the
-// lock file. No sister library knows that file, and nobody deletes it: it
-// is created empty (0600) by the first Lock and stays. It exists because
-// the lock file alone cannot keep this package's processes apart from each
-// other when a sister library deletes the lock file by name while one of
-// them holds it. MSAL Python does that when it gives up waiting after 5 s:
-// it goes ahead without the lock and, when it leaves, deletes
-// "<lock file>", which by then is ours. The next process of this package
-// would then create a new lock file and enter while the first is still
-// inside. With the own lock file, it waits for the first to leave. Against
-// the sister libraries the own lock file changes nothing: they still
-// exclude us, and we them, through the lock file alone. A *Lock keeps the
-// own lock file open between calls (Close releases it), so it costs two
-// flock calls and two stats per Lock; a kept descriptor whose file was
-// deleted after all is dropped and the file opened again. On Windows it is
-// opened and closed at each Lock: a handle kept open would stop the
-// directory from being removed.
-//
 // Waiting polls with jittered exponential backoff (1 ms to 25 ms), and ends
 // with ctx, or after the WithTimeout bound (default 30 s) if ctx has no
 // deadline. Goroutines of one process wait on an in-process mutex per path
@@ -78,6 +59,27 @@
 // holders exclude each other even when someone deletes the lock file, rests
 // on an OS lock of a file nobody deletes, and is tested with processes
 // (TestProcessesLockFileDeleted).
+//
+// # The own lock file
+//
+// Before the lock file, Lock takes an exclusive OS lock on a second file,
+// "<lock file>.msalcache", and it releases that lock after it has deleted the
+// lock file. No sister library knows that file, and nobody deletes it: it
+// is created empty (0600) by the first Lock and stays. It exists because
+// the lock file alone cannot keep this package's processes apart from each
+// other when a sister library deletes the lock file by name while one of
+// them holds it. MSAL Python does that when it gives up waiting after 5 s:
+// it goes ahead without the lock and, when it leaves, deletes
+// "<lock file>", which by then is ours. The next process of this package
+// would then create a new lock file and enter while the first is still
+// inside. With the own lock file, it waits for the first to leave. Against
+// the sister libraries the own lock file changes nothing: they still
+// exclude us, and we them, through the lock file alone. A *Lock keeps the
+// own lock file open between calls (Close releases it), so it costs two
+// flock calls and a stat per Lock; a kept descriptor whose file was
+// deleted after all is dropped and the file opened again. On Windows it is
+// opened and closed at each Lock: a handle kept open would stop the
+// directory from being removed.
 //
 // # Guarantees
 //
@@ -170,7 +172,8 @@
 //
 // An uncontended Lock and unlock costs a create, a write and a delete of
 // the lock file, which a lock file the sister libraries understand requires,
-// plus two flock calls and two stats, and as many on the own lock file; BenchmarkLock, BenchmarkFlock (bare
+// plus two flock calls and two stats, and two flock calls and a stat on
+// the own lock file; BenchmarkLock, BenchmarkFlock (bare
 // gofrs/flock) and BenchmarkExclFloor (the create, write and delete alone)
 // measure it. The figures of one run are in the Performance table of the
 // README (https://github.com/msalcache/msalcache#performance), the one place
