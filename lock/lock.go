@@ -174,15 +174,20 @@ func (l *Lock) lockOwn(w *waitContext, start time.Time) (*ownFile, error) {
 	for {
 		if o == nil {
 			f, err := l.openOwn()
-			if err != nil {
+			switch {
+			case err == nil:
+				o = &ownFile{f: f}
+			case !errors.Is(err, errOwnBusy):
 				return nil, err
 			}
-			o = &ownFile{f: f}
 		}
-		ok, err := tryLockFile(o.f)
-		if err != nil {
-			o.f.Close()
-			return nil, fmt.Errorf("lock: cannot lock %s (does the file system support file locks?): %w", l.ownPath, err)
+		ok := false
+		if o != nil {
+			var err error
+			if ok, err = tryLockFile(o.f); err != nil {
+				o.f.Close()
+				return nil, fmt.Errorf("lock: cannot lock %s (does the file system support file locks?): %w", l.ownPath, err)
+			}
 		}
 		if ok {
 			if o.named(l.ownPath) {
@@ -226,7 +231,14 @@ func (o *ownFile) named(path string) bool {
 	return err == nil && os.SameFile(o.fi, cur)
 }
 
-// openOwn opens the own lock file, creating it and its directories if missing.
+// errOwnBusy says that the own lock file cannot be opened for a moment
+// (Windows: a program opened it without sharing it): wait and try again.
+var errOwnBusy = errors.New("lock: the own lock file is busy")
+
+// openOwn opens the own lock file, creating it and its directories if
+// missing. An error that goes away by itself wraps errOwnBusy; but not
+// where the file does not exist: there it says that it cannot be created
+// (access denied in a read-only directory).
 func (l *Lock) openOwn() (*os.File, error) {
 	f, err := openOwn(l.ownPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -235,10 +247,15 @@ func (l *Lock) openOwn() (*os.File, error) {
 		}
 		f, err = openOwn(l.ownPath)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("lock: cannot open the own lock file: %w", err)
+	if err == nil {
+		return f, nil
 	}
-	return f, nil
+	if isTransient(err) {
+		if _, serr := os.Stat(l.ownPath); serr == nil {
+			return nil, fmt.Errorf("%w: %w", errOwnBusy, err)
+		}
+	}
+	return nil, fmt.Errorf("lock: cannot open the own lock file: %w", err)
 }
 
 // unlockOwn releases the OS lock of the own lock file and keeps the file open
