@@ -345,15 +345,17 @@ func (c *Cache) Verify(ctx context.Context) error {
 	return nil
 }
 
-// Close releases what the Cache holds: the descriptor of the cache file it
-// keeps open to make Replace cheap. Close is idempotent; every other call
+// Close releases what the Cache holds: the descriptors of the cache file
+// and of the lock's own file (see package lock), which it keeps open to
+// make Replace and the lock cheap. Close is idempotent; every other call
 // after it returns an error matching fs.ErrClosed. An MSAL client that
 // uses the Cache must not be used after Close.
 func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	if err := c.file.Close(); err != nil {
+	err := errors.Join(c.file.Close(), c.lock.Close())
+	if err != nil {
 		return fmt.Errorf("msalcache: closing the token cache: %w", err)
 	}
 	return nil

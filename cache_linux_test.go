@@ -232,7 +232,7 @@ func requireMountTools(t *testing.T) {
 }
 
 // TestCloseReleasesDescriptors: 10,000 Caches opened, used and closed
-// leave no file descriptor behind.
+// leave no file descriptor behind, nor do 1,000 that took the lock.
 func TestCloseReleasesDescriptors(t *testing.T) {
 	path := filepath.Join(testdir.New(t), "msal.cache")
 	ctx := testCtx(t)
@@ -263,6 +263,23 @@ func TestCloseReleasesDescriptors(t *testing.T) {
 	}
 	if after := fds(); after > before+2 {
 		t.Errorf("descriptors: %d before, %d after 10,000 Caches were opened and closed", before, after)
+	}
+	// And 1,000 that take the lock, which keeps a file open between calls.
+	for range 1000 {
+		c, err := New(path, WithPlaintext())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Clear(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, c)
+	}
+	if after := fds(); after > before+2 {
+		t.Errorf("descriptors: %d before, %d after 1,000 Caches took the lock and were closed", before, after)
 	}
 	runtime.KeepAlive(kept)
 }

@@ -42,6 +42,7 @@ const (
 	envID     = "INTEROP_ID"
 	envCount  = "INTEROP_COUNT"
 	envMarker = "INTEROP_MARKER" // also passed to Node as PEER_MARKER
+	envOurs   = "INTEROP_OURS"   // a second marker that only msalcache's writers make
 	envStart  = "INTEROP_START"  // wait for this file before writing; PEER_START for Node
 	envStop   = "INTEROP_STOP"   // stop early, before the count, once this file exists
 	envGoOn   = "INTEROP_GO_ON"  // "1": record a failed write in the report and go on
@@ -228,6 +229,7 @@ type report struct {
 	Pid              int      `json:"pid"`
 	Writes           int      `json:"writes"`
 	Overlaps         int      `json:"overlaps"`
+	OurOverlaps      int      `json:"ourOverlaps"` // Go writers: another msalcache process was inside too
 	InvalidUnderLock int      `json:"invalidUnderLock"`
 	ReloadsSkipped   int      `json:"reloadsSkipped"` // Node
 	Destroyed        []string `json:"destroyed"`
@@ -235,6 +237,10 @@ type report struct {
 
 	Errors []string `json:"errors"` // failed writes (Go writers with envGoOn, Python)
 	MaxMs  int64    `json:"maxMs"`  // the longest write (Go writers)
+	// Lock package writers: unlocks that found the lock file deleted or
+	// replaced by another program (MSAL Python, after going ahead without
+	// the lock), which the lock package reports; the write stands.
+	UnlockErrors []string `json:"unlockErrors"`
 
 	// Python only.
 	Written       []int `json:"written"`       // the writes whose access token was saved
@@ -514,7 +520,7 @@ func holdFor(ctx context.Context, path string, count int) error {
 	var r report
 	r.Pid = os.Getpid()
 	l := lock.New(path + ".lockfile")
-	for i := range count {
+	for range count {
 		unlock, err := l.Lock(ctx)
 		if err != nil {
 			return err
@@ -527,9 +533,7 @@ func holdFor(ctx context.Context, path string, count int) error {
 		time.Sleep(d)
 		unmark()
 		if err := unlock(); err != nil {
-			if err := failed(&r, i, err); err != nil {
-				return err
-			}
+			r.UnlockErrors = append(r.UnlockErrors, err.Error())
 		}
 		r.Writes++
 		time.Sleep(d / 4)
@@ -537,11 +541,24 @@ func holdFor(ctx context.Context, path string, count int) error {
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
-// mark creates the marker file inside the lock; if it exists, another
+// mark creates the marker files inside the lock: the one every writer
+// makes, and the one only msalcache's writers make. If one exists, another
 // process is inside too, and that is counted. The returned func removes the
-// marker if this process created it.
+// markers this process created.
 func mark(r *report) (unmark func(), err error) {
-	marker := os.Getenv(envMarker)
+	unmarkAll, err := markOne(os.Getenv(envMarker), &r.Overlaps)
+	if err != nil {
+		return nil, err
+	}
+	unmarkOurs, err := markOne(os.Getenv(envOurs), &r.OurOverlaps)
+	if err != nil {
+		unmarkAll()
+		return nil, err
+	}
+	return func() { unmarkOurs(); unmarkAll() }, nil
+}
+
+func markOne(marker string, overlaps *int) (unmark func(), err error) {
 	if marker == "" {
 		return func() {}, nil
 	}
@@ -551,14 +568,17 @@ func mark(r *report) (unmark func(), err error) {
 		f.Close()
 		return func() { os.Remove(marker) }, nil
 	case errors.Is(err, fs.ErrExist):
-		r.Overlaps++
+		*overlaps++
 		return func() {}, nil
 	}
 	return nil, err
 }
 
 // lockWriter adds count entries with msalcache's lock package and its own
-// read-modify-write, marking its critical section with the marker file.
+// read-modify-write, marking its critical section with the marker files.
+// A file that is not MSAL JSON under the lock, or empty (the run seeds it,
+// so it is empty only while a writer that ignores the lock rewrites it in
+// place), is counted and not written over: that write is tried again.
 func lockWriter(ctx context.Context, path, id string, count int) error {
 	l := lock.New(path + ".lockfile")
 	if err := waitStart(ctx); err != nil {
@@ -567,11 +587,13 @@ func lockWriter(ctx context.Context, path, id string, count int) error {
 	var r report
 	r.Pid = os.Getpid()
 	start := time.Now()
-	for i := 0; i < count && !stopped(); i++ {
+	for i := 0; i < count && !stopped(); {
+		ws := time.Now()
 		unlock, err := l.Lock(ctx)
 		if err != nil {
 			return err
 		}
+		wrote := false
 		err = func() error {
 			unmark, err := mark(&r)
 			if err != nil {
@@ -579,26 +601,36 @@ func lockWriter(ctx context.Context, path, id string, count int) error {
 			}
 			defer unmark()
 			data, err := os.ReadFile(path)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			missing := errors.Is(err, fs.ErrNotExist)
+			if err != nil && !missing {
 				return err
 			}
 			d, err := parseMSAL(data)
-			if err != nil {
+			if err != nil || !missing && len(bytes.TrimSpace(data)) == 0 {
 				r.InvalidUnderLock++
 				return nil
 			}
 			d.add("AccessToken", goKey(id, i), goEntry(id, i))
-			return writeAtomic(path, d.bytes())
+			if err := writeAtomic(path, d.bytes()); err != nil {
+				return err
+			}
+			wrote = true
+			return nil
 		}()
-		if uerr := unlock(); err == nil {
-			err = uerr
+		if uerr := unlock(); uerr != nil {
+			r.UnlockErrors = append(r.UnlockErrors, uerr.Error())
 		}
+		r.MaxMs = max(r.MaxMs, time.Since(ws).Milliseconds())
 		if err != nil {
 			if err := failed(&r, i, err); err != nil {
 				return err
 			}
+			wrote = true // counted, as failed says
 		}
-		r.Writes++
+		if wrote {
+			r.Writes++
+			i++
+		}
 		pause(i)
 	}
 	r.Ms = time.Since(start).Milliseconds()

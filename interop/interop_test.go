@@ -119,6 +119,7 @@ func runWriters(t *testing.T, p peers, r run) *result {
 	dir := testdir.New(t)
 	path := filepath.Join(dir, "msal.cache")
 	marker := filepath.Join(dir, "inside-the-lock")
+	ours := filepath.Join(dir, "msalcache-inside-the-lock")
 	gate := filepath.Join(dir, "start")
 	stopPeers := filepath.Join(dir, "stop-peers") // peers stop when the Go writers are done
 	stopGo := filepath.Join(dir, "stop-go")       // or the Go writers stop when the peers are done
@@ -160,7 +161,7 @@ func runWriters(t *testing.T, p peers, r run) *result {
 			continue
 		}
 		env := []string{envCache + "=" + path, envID + "=" + w.id, envCount + "=" + count,
-			envMarker + "=" + marker, envStart + "=" + gate, envHold + "=" + r.hold.String()}
+			envMarker + "=" + marker, envOurs + "=" + ours, envStart + "=" + gate, envHold + "=" + r.hold.String()}
 		if r.until == untilPeers {
 			env = append(env, envStop+"="+stopGo)
 		}
@@ -299,22 +300,16 @@ func (r *result) gaveUp() bool {
 	return false
 }
 
-// lockDeleted says that a Go writer's error is the one msalcache reports
-// when another program deleted its lock file while it held it (MSAL Python
-// deletes the lock file by name when it leaves the lock, even one it went
-// on without).
-func lockDeleted(err string) bool {
-	return strings.Contains(err, "was deleted or replaced by another program while this process held it")
-}
-
 // check checks the promises of a run. Where a Python writer gave up
 // waiting and went on without the lock, the lock excluded nobody for a
 // while: then overlaps, torn reads under the lock and Python's own losses
-// are figures to report, not failures; msalcache's promises still hold.
+// are figures to report, not failures; msalcache's promises still hold,
+// and msalcache's processes never hold the lock together (their own
+// marker), even when Python deleted their lock file.
 func (res *result) check(t *testing.T, r run) {
 	t.Helper()
 	strict := !res.gaveUp()
-	overlaps := 0
+	overlaps, ours := 0, 0
 	for i, rep := range res.reports {
 		w := res.writers[i]
 		done := rep.Writes // Go writers count failed writes too
@@ -335,14 +330,21 @@ func (res *result) check(t *testing.T, r run) {
 			switch {
 			case w.kind == "python" && strict:
 				t.Errorf("python writer %s failed: %s", w.id, e)
-			case w.kind != "python" && !lockDeleted(e):
+			case w.kind != "python":
 				t.Errorf("%s writer %s failed: %s", w.kind, w.id, e)
 			}
 		}
+		if len(rep.UnlockErrors) > 0 && strict {
+			t.Errorf("%s writer %s: %d unlocks failed while every writer took the lock; first: %s", w.kind, w.id, len(rep.UnlockErrors), rep.UnlockErrors[0])
+		}
 		overlaps += rep.Overlaps
+		ours += rep.OurOverlaps
 	}
 	if overlaps != 0 && strict {
 		t.Errorf("%d times a process took the lock while another held it (marker file present)", overlaps)
+	}
+	if ours != 0 {
+		t.Errorf("%d times a msalcache process took the lock while another msalcache process held it", ours)
 	}
 
 	_, unexplained := res.lost()
@@ -380,12 +382,13 @@ func (res *result) check(t *testing.T, r run) {
 func (r *result) summary() string {
 	perWriter, unexplained := r.lost()
 	var parts []string
-	overlaps := 0
+	overlaps, ours := 0, 0
 	for i, w := range r.writers {
 		rep := r.reports[i]
 		overlaps += rep.Overlaps
+		ours += rep.OurOverlaps
 		if w.kind == "hold-for" {
-			parts = append(parts, fmt.Sprintf("hold-for %s: held the lock %d times; %d overlaps", w.id, rep.Writes, rep.Overlaps))
+			parts = append(parts, fmt.Sprintf("hold-for %s: held the lock %d times; %d overlaps, %d with msalcache; %d unlocks found the lock file deleted", w.id, rep.Writes, rep.Overlaps, rep.OurOverlaps, len(rep.UnlockErrors)))
 			continue
 		}
 		s := fmt.Sprintf("%s %s: %d writes in %.1fs, %d lost", w.kind, w.id, rep.Writes, float64(rep.Ms)/1000, perWriter[i])
@@ -401,14 +404,17 @@ func (r *result) summary() string {
 				rep.Saves, countPrefix(rep.Destroyed, "AccessToken/"), rep.ReloadsMissed, rep.MissedByUs, rep.GaveUp, float64(rep.LockWaitMaxMs)/1000, len(rep.Errors), rep.InvalidUnderLock)
 		default:
 			s += fmt.Sprintf(" (longest write %.1fs)", float64(rep.MaxMs)/1000)
+			if w.kind == "lock" {
+				s += fmt.Sprintf(" (%d with msalcache; %d unlocks found the lock file deleted; %d reads under the lock found it empty or not MSAL JSON)", rep.OurOverlaps, len(rep.UnlockErrors), rep.InvalidUnderLock)
+			}
 			if len(rep.Errors) > 0 {
 				s += fmt.Sprintf(" (%d errors: %s)", len(rep.Errors), rep.Errors[0])
 			}
 		}
 		parts = append(parts, s)
 	}
-	return fmt.Sprintf("%s; lock overlaps %d; lock-free reads %d, of which %d saw a write half done",
-		strings.Join(parts, "; "), overlaps, r.reads, r.torn)
+	return fmt.Sprintf("%s; lock overlaps %d, among msalcache processes %d; lock-free reads %d, of which %d saw a write half done",
+		strings.Join(parts, "; "), overlaps, ours, r.reads, r.torn)
 }
 
 func countPrefix(list []string, prefix string) int {

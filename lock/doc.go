@@ -1,6 +1,8 @@
 // Package lock is the cross-process lock of msalcache: one lock file,
 // "<cache path>.lockfile", that every process of an app, and every other
-// MSAL app of the same user, takes before it writes the cache.
+// MSAL app of the same user, takes before it writes the cache; and, among
+// msalcache's own processes, a second file next to it (see The own lock
+// file).
 //
 //	l := lock.New(cachePath + ".lockfile")
 //	unlock, err := l.Lock(ctx)
@@ -38,7 +40,8 @@
 // Waiting polls with jittered exponential backoff (1 ms to 25 ms), and ends
 // with ctx, or after the WithTimeout bound (default 30 s) if ctx has no
 // deadline. Goroutines of one process wait on an in-process mutex per path
-// instead, which also makes the lock visible to the race detector.
+// instead, which also makes the lock visible to the race detector. Waiting
+// for the own lock file polls the same way, within the same bound.
 //
 // Liveness of a pid is checked without sending anything: kill(pid, 0) on
 // Unix (a zombie counts as dead: it has dropped its locks), OpenProcess and
@@ -46,12 +49,43 @@
 //
 // The protocol is modelled in lock/model (Spin): two of our holders, an
 // O_EXCL-only holder, an OS-lock-only holder and crashes at any step; the
-// model checks that our holder never holds together with anyone.
+// model checks that our holder never holds together with anyone. The model
+// leaves the own lock file out, and need not check it again: taking it
+// first and releasing it last only removes interleavings (two of our
+// holders never run the lock file protocol at the same time), so whatever
+// holds without it holds with it; and two of our holders still run the
+// lock file protocol together whenever one is a version of this package
+// from before the own lock file. What the own lock file adds, that our
+// holders exclude each other even when someone deletes the lock file, rests
+// on an OS lock of a file nobody deletes, and is tested with processes
+// (TestProcessesLockFileDeleted).
+//
+// # The own lock file
+//
+// Before the lock file, Lock takes an exclusive OS lock on a second file,
+// "<lock file>.msalcache", and it releases that lock after it has deleted the
+// lock file. No sister library knows that file, and nobody deletes it: it
+// is created empty (0600) by the first Lock and stays. It exists because
+// the lock file alone cannot keep this package's processes apart from each
+// other when a sister library deletes the lock file by name while one of
+// them holds it. MSAL Python does that when it gives up waiting after 5 s:
+// it goes ahead without the lock and, when it leaves, deletes
+// "<lock file>", which by then is ours. The next process of this package
+// would then create a new lock file and enter while the first is still
+// inside. With the own lock file, it waits for the first to leave. Against
+// the sister libraries the own lock file changes nothing: they still
+// exclude us, and we them, through the lock file alone. A *Lock keeps the
+// own lock file open between calls (Close releases it), so it costs two
+// flock calls and a stat per Lock; a kept descriptor whose file was
+// deleted after all is dropped and the file opened again. On Windows it is
+// opened and closed at each Lock: a handle kept open would stop the
+// directory from being removed.
 //
 // # Guarantees
 //
 // Among processes and goroutines using this package, at most one holds the
-// lock at a time, on Linux, macOS, the BSDs and Windows, and a holder that
+// lock at a time, on Linux, macOS, the BSDs and Windows, even when a sister
+// library deletes the lock file under its holder; and a holder that
 // dies (crash, SIGKILL, TerminateProcess) is replaced at the next poll: its
 // OS lock is dropped by the kernel and its pid is dead. Tests: 8 processes × 250
 // and 16 goroutines × 250 read-modify-write critical sections with an
@@ -95,8 +129,12 @@
 //     microseconds, a file can be deleted under a holder. We check the name
 //     after taking the OS lock, before adopting, and before deleting, which
 //     closes that window for our side; the unlock error reports a file that
-//     was deleted under us. The O_EXCL-only and the OS-lock-only libraries
-//     do not exclude each other at all.
+//     was deleted under us. MSAL Python also deletes the lock file when it
+//     leaves after going ahead without it: then the lock does not exclude
+//     it, nor the sister library that comes next, from our holder (our
+//     processes still exclude each other: see The own lock file). The
+//     O_EXCL-only and the OS-lock-only libraries do not exclude each other
+//     at all.
 //   - File systems without flock (some NFS setups) make Lock fail; every
 //     other error (a directory that cannot be created or written) is returned
 //     at once, not after the timeout. GOOS without flock or LockFileEx
@@ -134,7 +172,8 @@
 //
 // An uncontended Lock and unlock costs a create, a write and a delete of
 // the lock file, which a lock file the sister libraries understand requires,
-// plus two flock calls and two stats; BenchmarkLock, BenchmarkFlock (bare
+// plus two flock calls and two stats, and two flock calls and a stat on
+// the own lock file; BenchmarkLock, BenchmarkFlock (bare
 // gofrs/flock) and BenchmarkExclFloor (the create, write and delete alone)
 // measure it. The figures of one run are in the Performance table of the
 // README (https://github.com/msalcache/msalcache#performance), the one place

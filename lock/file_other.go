@@ -20,7 +20,11 @@ func unsupported(op, path string) error {
 func createExclusive(path string, _ []byte) (newFile, error) {
 	return newFile{}, unsupported("lock", path)
 }
-func openExisting(path string) (*os.File, error)              { return nil, unsupported("lock", path) }
+func openExisting(path string) (*os.File, error) { return nil, unsupported("lock", path) }
+func openOwn(path string) (*os.File, error)      { return nil, unsupported("lock", path) }
+
+const keepOwn = false
+
 func isTransient(error) bool                                  { return false }
 func tryLockFile(f *os.File) (bool, error)                    { return false, unsupported("lock", f.Name()) }
 func unlockFile(f *os.File) error                             { return unsupported("unlock", f.Name()) }

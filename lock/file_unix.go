@@ -116,6 +116,14 @@ func openExisting(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDWR, 0)
 }
 
+// keepOwn: a Lock keeps the own lock file open between Lock calls.
+const keepOwn = true
+
+// openOwn opens the own lock file, creating it if missing.
+func openOwn(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+}
+
 // isTransient reports an error that goes away by itself: none on Unix.
 func isTransient(error) bool { return false }
 

@@ -60,6 +60,18 @@ func openExisting(path string) (*os.File, error) {
 	return open(path, windows.GENERIC_READ|windows.GENERIC_WRITE, windows.OPEN_EXISTING)
 }
 
+// keepOwn: a Lock does not keep the own lock file open between Lock calls
+// on Windows. An open handle stops the directory from being removed until
+// it is closed (Windows removes a file when its last handle closes; Wine
+// refuses to), which a user who deletes the cache directory would meet.
+const keepOwn = false
+
+// openOwn opens the own lock file, creating it if missing. Nobody deletes
+// it, and only this package locks it (on byte 0, as the lock file).
+func openOwn(path string) (*os.File, error) {
+	return open(path, windows.GENERIC_READ|windows.GENERIC_WRITE, windows.OPEN_ALWAYS)
+}
+
 // isTransient reports an error that goes away by itself: a sharing
 // violation (a .NET holder opened the file without sharing) or access
 // denied on an existing file (it is being deleted: a deleted file keeps its

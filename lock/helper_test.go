@@ -59,6 +59,19 @@ func runRole(role string) int {
 		}
 		return 0
 
+	case "hold-own": // only the own lock file, as a process of this package between its two steps
+		l := New(path)
+		f, err := l.openOwn()
+		if err != nil {
+			return fail(err)
+		}
+		if ok, err := tryLockFile(f); !ok || err != nil {
+			return fail(fmt.Errorf("locking %s: %v, %v", l.ownPath, ok, err))
+		}
+		fmt.Println("ready")
+		io.Copy(io.Discard, os.Stdin)
+		return 0
+
 	case "excl": // msal-node-extensions: O_EXCL, its pid, no OS lock
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
@@ -116,6 +129,23 @@ func runRole(role string) int {
 		}
 		return 0
 
+	case "deleted": // countUp, but unlock errors are counted, not fatal
+		n, _ := strconv.Atoi(os.Getenv(countEnv))
+		l := New(path, WithTimeout(5*time.Minute))
+		var unlockErrs int
+		var first error
+		err := countUpWith(l, os.Getenv(dirEnv), n, func() { time.Sleep(200 * time.Microsecond) }, func(err error) error {
+			if unlockErrs++; first == nil {
+				first = err
+			}
+			return nil
+		})
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Printf("%d unlock errors (first: %v)\n", unlockErrs, first)
+		return 0
+
 	case "bench": // wait for a line on stdin, then n Lock+unlock
 		n, _ := strconv.Atoi(os.Getenv(countEnv))
 		l := New(path)
@@ -140,6 +170,12 @@ func runRole(role string) int {
 // dir/counter by read-modify-write, calls inside if not nil, and removes the
 // marker.
 func countUp(l *Lock, dir string, n int, inside func()) error {
+	return countUpWith(l, dir, n, inside, func(err error) error { return err })
+}
+
+// countUpWith is countUp with unlock's errors passed to unlockErr, which
+// returns the error that ends the count, if any.
+func countUpWith(l *Lock, dir string, n int, inside func(), unlockErr func(error) error) error {
 	counter := filepath.Join(dir, "counter")
 	marker := filepath.Join(dir, "marker")
 	for i := range n {
@@ -168,7 +204,9 @@ func countUp(l *Lock, dir string, n int, inside func()) error {
 			return err
 		}
 		if err := unlock(); err != nil {
-			return err
+			if err := unlockErr(err); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

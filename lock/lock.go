@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -32,11 +33,30 @@ const (
 // *Lock, or on different *Lock values for the same path, exclude each other.
 // It is not reentrant: a goroutine that calls Lock again before unlocking
 // waits for itself until the timeout.
+//
+// A Lock keeps the own lock file (see ownSuffix) open between Lock calls
+// (not on Windows), so that taking it costs a few system calls; Close
+// releases that descriptor.
 type Lock struct {
 	path    string // absolute, so that a change of directory changes nothing
+	ownPath string // path + ownSuffix
 	timeout time.Duration
 	owner   []byte // what we write into the lock file
+
+	// mu guards kept and closed. It is held only to move them, never
+	// across I/O.
+	mu     sync.Mutex
+	kept   *ownFile // the own lock file, open and unlocked between Lock calls
+	closed bool     // Close was called: do not keep the own lock file open
 }
+
+// ownSuffix names the own lock file, "<lock file>.msalcache": an empty
+// file next to the lock file that only this package knows and that nobody
+// deletes, whose OS lock every process of this package takes before the
+// lock file and releases after it. It keeps this package's processes apart
+// even when a sister library deletes the lock file under its holder (see
+// the package documentation).
+const ownSuffix = ".msalcache"
 
 // New returns a Lock on the lock file at path (the cache uses
 // "<cache path>.lockfile"). A relative path is taken relative to the
@@ -54,11 +74,29 @@ func New(path string, opts ...Option) *Lock {
 			path = abs
 		}
 	}
-	return &Lock{path: path, timeout: c.timeout, owner: ownerLine()}
+	return &Lock{path: path, ownPath: path + ownSuffix, timeout: c.timeout, owner: ownerLine()}
 }
 
 // Path returns the absolute path of the lock file.
 func (l *Lock) Path() string { return l.path }
+
+// Close releases the descriptor of the own lock file that the Lock keeps open
+// between Lock calls. A lock held when Close is called stays held until its
+// unlock. Lock may still be called after Close; it then opens and closes
+// that file each time. Close is idempotent.
+func (l *Lock) Close() error {
+	l.mu.Lock()
+	o := l.kept
+	l.kept, l.closed = nil, true
+	l.mu.Unlock()
+	if o == nil {
+		return nil
+	}
+	if err := o.f.Close(); err != nil {
+		return fmt.Errorf("lock: closing %s: %w", l.ownPath, err)
+	}
+	return nil
+}
 
 // Lock waits until it holds the lock, and returns the function that
 // releases it. Call unlock exactly once; a second call does nothing and
@@ -82,8 +120,14 @@ func (l *Lock) Lock(ctx context.Context) (unlock func() error, err error) {
 	if err != nil {
 		return nil, l.waitError(w.get(), start, holder{goroutine: true})
 	}
+	own, err := l.lockOwn(w, start)
+	if err != nil {
+		unlockProcess()
+		return nil, err
+	}
 	h, err := l.acquire(w, start)
 	if err != nil {
+		l.unlockOwn(own)
 		unlockProcess()
 		return nil, err
 	}
@@ -93,8 +137,165 @@ func (l *Lock) Lock(ctx context.Context) (unlock func() error, err error) {
 			return fmt.Errorf("lock: unlock of %s called more than once", l.path)
 		}
 		defer unlockProcess()
-		return h.release()
+		err := h.release()
+		if oerr := l.unlockOwn(own); oerr != nil {
+			err = errors.Join(err, oerr)
+		}
+		return err
 	}, nil
+}
+
+// ownFile is the own lock file, open.
+type ownFile struct {
+	f  *os.File
+	fi fs.FileInfo // its identity, nil until first needed
+}
+
+// lockOwn takes the OS lock of the own lock file, which only processes of
+// this package take, waiting like acquire. It uses the descriptor the Lock
+// keeps, if any, and opens the file (creating it, 0600) otherwise. A kept
+// descriptor whose file is no longer named by its path (someone deleted
+// it) is dropped: its lock would exclude nobody.
+func (l *Lock) lockOwn(w *waitContext, start time.Time) (*ownFile, error) {
+	l.mu.Lock()
+	o := l.kept
+	l.kept = nil
+	l.mu.Unlock()
+	var (
+		delay    = firstDelay
+		timer    *time.Timer
+		reopened bool
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if o == nil {
+			f, err := l.openOwn()
+			switch {
+			case err == nil:
+				o = &ownFile{f: f}
+			case !errors.Is(err, errOwnBusy):
+				return nil, err
+			}
+		}
+		ok := false
+		if o != nil {
+			var err error
+			if ok, err = tryLockFile(o.f); err != nil {
+				o.f.Close()
+				return nil, fmt.Errorf("lock: cannot lock %s (does the file system support file locks?): %w", l.ownPath, err)
+			}
+		}
+		if ok {
+			if o.named(l.ownPath) {
+				return o, nil
+			}
+			unlockFile(o.f)
+			o.f.Close()
+			o = nil
+			if !reopened {
+				reopened = true
+				continue
+			}
+		}
+		d := delay/2 + rand.N(delay/2+1)
+		delay = min(2*delay, maxDelay)
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		ctx := w.get()
+		select {
+		case <-ctx.Done():
+			l.keep(o)
+			return nil, l.waitError(ctx, start, l.ownHolder())
+		case <-timer.C:
+		}
+	}
+}
+
+// named reports whether path names the file o has open.
+func (o *ownFile) named(path string) bool {
+	if o.fi == nil {
+		fi, err := o.f.Stat()
+		if err != nil {
+			return false
+		}
+		o.fi = fi
+	}
+	cur, err := os.Stat(path)
+	return err == nil && os.SameFile(o.fi, cur)
+}
+
+// errOwnBusy says that the own lock file cannot be opened for a moment
+// (Windows: a program opened it without sharing it): wait and try again.
+var errOwnBusy = errors.New("lock: the own lock file is busy")
+
+// openOwn opens the own lock file, creating it and its directories if
+// missing. An error that goes away by itself wraps errOwnBusy; but not
+// where the file does not exist: there it says that it cannot be created
+// (access denied in a read-only directory).
+func (l *Lock) openOwn() (*os.File, error) {
+	f, err := openOwn(l.ownPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(l.ownPath), 0o700); err != nil {
+			return nil, fmt.Errorf("lock: creating the directory of the lock file: %w", err)
+		}
+		f, err = openOwn(l.ownPath)
+	}
+	if err == nil {
+		return f, nil
+	}
+	if isTransient(err) {
+		if _, serr := os.Stat(l.ownPath); serr == nil {
+			return nil, fmt.Errorf("%w: %w", errOwnBusy, err)
+		}
+	}
+	return nil, fmt.Errorf("lock: cannot open the own lock file: %w", err)
+}
+
+// unlockOwn releases the OS lock of the own lock file and keeps the file open
+// for the next Lock call.
+func (l *Lock) unlockOwn(o *ownFile) error {
+	if err := unlockFile(o.f); err != nil {
+		o.f.Close() // closing drops the lock too
+		return err
+	}
+	l.keep(o)
+	return nil
+}
+
+// keep keeps the unlocked own lock file o open for the next Lock call,
+// unless the Lock is closed or keeps one already; then it closes o.
+func (l *Lock) keep(o *ownFile) {
+	if o == nil {
+		return
+	}
+	l.mu.Lock()
+	if keepOwn && l.kept == nil && !l.closed {
+		l.kept, o = o, nil
+	}
+	l.mu.Unlock()
+	if o != nil {
+		o.f.Close()
+	}
+}
+
+// ownHolder describes the holder when another process of this package
+// holds the own lock file: it holds the lock file too, or waits for it.
+func (l *Lock) ownHolder() holder {
+	h := holder{note: "another process of this package holds " + filepath.Base(l.ownPath)}
+	f, err := openExisting(l.path)
+	if err != nil {
+		return h
+	}
+	defer f.Close()
+	h.pid, h.since = parsePID(readHeld(f)), fileTime(f)
+	return h
 }
 
 // A waitContext is the context Lock waits with: the caller's, bounded by
