@@ -3,7 +3,9 @@ package interop
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -36,32 +38,7 @@ func TestNodeKilledHoldingLock(t *testing.T) {
 		t.Fatalf("Node's lock file holds %q, want its pid %s", content, want)
 	}
 
-	// While the Node process lives, msalcache waits for it.
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	err = goWrite(ctx, c, &jsonTarget{}, "g", 0)
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), strconv.Itoa(node.Process.Pid)) {
-		t.Fatalf("write while a live Node process holds the lock: %v; want a timeout naming its pid", err)
-	}
-
-	kill(t, node)
-	if _, err := os.Stat(path + ".lockfile"); err != nil {
-		t.Fatalf("the killed Node process left no lock file: %v", err)
-	}
-	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	if err := goWrite(ctx, c, &jsonTarget{}, "g", 0); err != nil {
-		t.Fatalf("msalcache did not recover the lock of a dead Node process: %v", err)
-	}
-	took := time.Since(start)
-	if took > time.Second {
-		t.Errorf("recovering the dead Node process's lock took %v, want well under a second", took)
-	}
-	if _, err := os.Stat(path + ".lockfile"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("lock file after msalcache released it: %v, want none", err)
-	}
-	t.Logf("msalcache took over the lock file of the killed Node process in %v", took.Round(time.Millisecond))
+	takeOverDeadHolder(t, c, path, node, "Node")
 
 	// Node works on the file again and sees msalcache's entry.
 	p := startProc(t, "node write", nodeCmd(peer, []string{"PEER_RETRY_NUMBER=50"}, "write", path, "n", "1"))
@@ -130,4 +107,37 @@ func TestCrashedGoHolderDoesNotBlockNode(t *testing.T) {
 	if len(d.Secrets) != 2 {
 		t.Errorf("Node loads secrets %v, want msalcache's and its own", d.Secrets)
 	}
+}
+
+// takeOverDeadHolder checks what msalcache does with a sister library's
+// holder of the lock (who): while it lives, a write waits and times out
+// naming its pid; once it is killed, its lock file stays and msalcache takes
+// it over at once, writes, and deletes it on release.
+func takeOverDeadHolder(t *testing.T, c *msalcache.Cache, path string, holder *exec.Cmd, who string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err := goWrite(ctx, c, &jsonTarget{}, "g", 0)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), strconv.Itoa(holder.Process.Pid)) {
+		t.Fatalf("write while a live %s process holds the lock: %v; want a timeout naming its pid", who, err)
+	}
+
+	kill(t, holder)
+	if _, err := os.Stat(path + ".lockfile"); err != nil {
+		t.Fatalf("the killed %s process left no lock file: %v", who, err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := goWrite(ctx, c, &jsonTarget{}, "g", 0); err != nil {
+		t.Fatalf("msalcache did not recover the lock of a dead %s process: %v", who, err)
+	}
+	took := time.Since(start)
+	if took > time.Second {
+		t.Errorf("recovering the dead %s process's lock took %v, want well under a second", who, took)
+	}
+	if _, err := os.Stat(path + ".lockfile"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("lock file after msalcache released it: %v, want none", err)
+	}
+	t.Logf("msalcache took over the lock file of the killed %s process in %v", who, took.Round(time.Millisecond))
 }

@@ -122,31 +122,7 @@ func TestPythonKilledHoldingLock(t *testing.T) {
 		t.Fatalf("Python's lock file holds %q, want %q", content, want)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	err = goWrite(ctx, c, &jsonTarget{}, "g", 0)
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), strconv.Itoa(holder.Process.Pid)) {
-		t.Fatalf("write while a live Python process holds the lock: %v; want a timeout naming its pid", err)
-	}
-
-	kill(t, holder)
-	if _, err := os.Stat(path + ".lockfile"); err != nil {
-		t.Fatalf("the killed Python process left no lock file: %v", err)
-	}
-	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	if err := goWrite(ctx, c, &jsonTarget{}, "g", 0); err != nil {
-		t.Fatalf("msalcache did not recover the lock of a dead Python process: %v", err)
-	}
-	took := time.Since(start)
-	if took > time.Second {
-		t.Errorf("recovering the dead Python process's lock took %v, want well under a second", took)
-	}
-	if _, err := os.Stat(path + ".lockfile"); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("lock file after msalcache released it: %v, want none", err)
-	}
-	t.Logf("msalcache took over the lock file of the killed Python process in %v", took.Round(time.Millisecond))
+	takeOverDeadHolder(t, c, path, holder, "Python")
 
 	rep := py.write(t, path, "p", 1)
 	if rep.GaveUp != 0 {

@@ -162,15 +162,10 @@ func (l *Lock) lockOwn(w *waitContext, start time.Time) (*ownFile, error) {
 	l.kept = nil
 	l.mu.Unlock()
 	var (
-		delay    = firstDelay
-		timer    *time.Timer
+		b        backoff
 		reopened bool
 	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	defer b.stop()
 	for {
 		if o == nil {
 			f, err := l.openOwn()
@@ -201,19 +196,9 @@ func (l *Lock) lockOwn(w *waitContext, start time.Time) (*ownFile, error) {
 				continue
 			}
 		}
-		d := delay/2 + rand.N(delay/2+1)
-		delay = min(2*delay, maxDelay)
-		if timer == nil {
-			timer = time.NewTimer(d)
-		} else {
-			timer.Reset(d)
-		}
-		ctx := w.get()
-		select {
-		case <-ctx.Done():
+		if ctx := w.get(); !b.wait(ctx) {
 			l.keep(o)
 			return nil, l.waitError(ctx, start, l.ownHolder())
-		case <-timer.C:
 		}
 	}
 }
@@ -368,14 +353,9 @@ func (l *Lock) acquire(w *waitContext, start time.Time) (*held, error) {
 		created *os.File // a file we created but could not OS-lock yet
 		madeDir bool
 		refused int // creating failed without a file there
-		delay   = firstDelay
-		timer   *time.Timer
+		b       backoff
 	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	defer b.stop()
 	for {
 		if created == nil {
 			nf, err := createExclusive(l.path, l.owner)
@@ -424,24 +404,49 @@ func (l *Lock) acquire(w *waitContext, start time.Time) (*held, error) {
 			}
 		}
 
-		d := delay/2 + rand.N(delay/2+1)
-		delay = min(2*delay, maxDelay)
-		if timer == nil {
-			timer = time.NewTimer(d)
-		} else {
-			timer.Reset(d)
-		}
-		ctx := w.get()
-		select {
-		case <-ctx.Done():
+		if ctx := w.get(); !b.wait(ctx) {
 			if created != nil {
 				// We created the file but another process holds its OS
 				// lock, and may have adopted it: it is not ours to delete.
 				created.Close()
 			}
 			return nil, l.waitError(ctx, start, seen)
-		case <-timer.C:
 		}
+	}
+}
+
+// backoff paces a polling loop: each wait is jittered and twice the last,
+// from firstDelay up to maxDelay.
+type backoff struct {
+	delay time.Duration
+	timer *time.Timer
+}
+
+// wait sleeps for the next delay and reports true, or returns false as
+// soon as ctx is done.
+func (b *backoff) wait(ctx context.Context) bool {
+	if b.delay == 0 {
+		b.delay = firstDelay
+	}
+	d := b.delay/2 + rand.N(b.delay/2+1)
+	b.delay = min(2*b.delay, maxDelay)
+	if b.timer == nil {
+		b.timer = time.NewTimer(d)
+	} else {
+		b.timer.Reset(d)
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-b.timer.C:
+		return true
+	}
+}
+
+// stop releases the timer.
+func (b *backoff) stop() {
+	if b.timer != nil {
+		b.timer.Stop()
 	}
 }
 
