@@ -485,7 +485,9 @@ func checkMergeAgainstDiskNow(t *testing.T, dir string, chtimes bool) {
 		if err := c.Export(ctx, ours, cache.ExportHints{}); err != nil {
 			t.Fatal(err)
 		}
-		unlock, err := lock.New(path + ".lockfile").Lock(ctx)
+		sister := lock.New(path + ".lockfile")
+		t.Cleanup(func() { sister.Close() }) // before the file system is unmounted
+		unlock, err := sister.Lock(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
