@@ -42,9 +42,15 @@ func (p *keyringProtector) lockCreation(ctx context.Context) (unlock func() erro
 	if err := makeDir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("the directory of the key creation lock: %w", err)
 	}
-	unlock, err = lock.New(path).Lock(ctx)
+	l := lock.New(path)
+	release, err := l.Lock(ctx)
 	if err != nil {
+		l.Close()
 		return nil, fmt.Errorf("waiting for another process that creates the key of %s: %w", p.item(p.account), err)
 	}
-	return unlock, nil
+	return func() error {
+		err := release()
+		l.Close() // the key is created once: keep no descriptor for it
+		return err
+	}, nil
 }
