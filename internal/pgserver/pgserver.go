@@ -320,10 +320,10 @@ func (s *Server) URL() string {
 // Dir returns the server's directory (data/, the socket, postgres.log).
 func (s *Server) Dir() string { return s.dir }
 
-// Kill kills the postmaster and its backends (SIGKILL: no shutdown, no
-// checkpoint, as in a crash of the host) and waits, bounded, until the
-// postmaster is gone. Committed data survives: the server replays its
-// write-ahead log when it is restarted.
+// Kill kills the postmaster (SIGKILL: no shutdown, no checkpoint, as in
+// a crash) and waits, bounded, until it is gone. Its backends notice and
+// exit on their own soon after, closing their connections. Committed data
+// survives: the server replays its write-ahead log when it is restarted.
 func (s *Server) Kill() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -336,18 +336,12 @@ func (s *Server) kill() error {
 		return nil
 	default:
 	}
-	// The backends are in the postmaster's process group (see
-	// sysProcAttr): killing the group leaves no orphan holding the shared
-	// memory that a restart must find released.
-	pid := s.cmd.Process.Pid
-	if err := killGroup(pid); err != nil {
-		_ = s.cmd.Process.Kill()
-	}
+	_ = s.cmd.Process.Kill()
 	select {
 	case <-s.exited:
 		return nil
 	case <-time.After(exitTimeout):
-		return fmt.Errorf("pgserver: postgres (pid %d) did not exit within %v of SIGKILL", pid, exitTimeout)
+		return fmt.Errorf("pgserver: postgres (pid %d) did not exit within %v of SIGKILL", s.cmd.Process.Pid, exitTimeout)
 	}
 }
 

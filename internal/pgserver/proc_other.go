@@ -12,6 +12,4 @@ import (
 
 func (s *Server) sysProcAttr() *syscall.SysProcAttr { return nil }
 
-func killGroup(int) error { return errors.ErrUnsupported }
-
 func lookupPostgres() (*owner, error) { return nil, errors.ErrUnsupported }

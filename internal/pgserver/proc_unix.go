@@ -9,20 +9,16 @@ import (
 	"syscall"
 )
 
-// sysProcAttr runs initdb and the server in a process group of their own
-// (the postmaster's backends join it, so Kill reaches them all), as the
-// owner when there is one, and on Linux ties their life to ours.
+// sysProcAttr runs initdb and the server as the owner when there is one,
+// and on Linux ties their life to ours.
 func (s *Server) sysProcAttr() *syscall.SysProcAttr {
-	attr := &syscall.SysProcAttr{Setpgid: true}
+	attr := &syscall.SysProcAttr{}
 	if s.owner != nil {
 		attr.Credential = &syscall.Credential{Uid: uint32(s.owner.uid), Gid: uint32(s.owner.gid)}
 	}
 	setPdeathsig(attr)
 	return attr
 }
-
-// killGroup sends SIGKILL to the process group pid leads.
-func killGroup(pid int) error { return syscall.Kill(-pid, syscall.SIGKILL) }
 
 // lookupPostgres returns the postgres user, which Debian's packages create.
 func lookupPostgres() (*owner, error) {
