@@ -68,8 +68,13 @@
 // not decode is read again under the lock before it is taken for an empty
 // cache or called corrupt; a file that held a cache and is still empty or
 // half written under the lock (a writer that does not take the lock, as MSAL
-// Python does after its own timeout) is waited for a short while, within the
-// call's deadline, before Export merges into it.
+// Python does after its own timeout) is waited for before Export merges into
+// it: two seconds at most in all, counted from the first call that found it
+// so, each call spending at most half of what is left of its deadline.
+// Meanwhile reads get the cache the file held before, and a write fails
+// (wrapping context.DeadlineExceeded) instead of merging into half a file;
+// after that the file is taken for corrupt (see Errors), whatever the
+// deadlines.
 //
 // Clear signs out for good: an MSAL client of the same Cache that read the
 // cache before the Clear brings none of it back when it exports after.
