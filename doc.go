@@ -68,8 +68,13 @@
 // not decode is read again under the lock before it is taken for an empty
 // cache or called corrupt; a file that held a cache and is still empty or
 // half written under the lock (a writer that does not take the lock, as MSAL
-// Python does after its own timeout) is waited for a short while, within the
-// call's deadline, before Export merges into it.
+// Python does after its own timeout) is waited for before Export merges into
+// it: two seconds at most in all, counted from the first call that found it
+// so, each call spending at most half of what is left of its deadline.
+// Meanwhile reads get the cache the file held before, and a write fails
+// (wrapping context.DeadlineExceeded) instead of merging into half a file;
+// after that the file is taken for corrupt (see Errors), whatever the
+// deadlines.
 //
 // Clear signs out for good: an MSAL client of the same Cache that read the
 // cache before the Clear brings none of it back when it exports after.
@@ -87,9 +92,12 @@
 //
 // MSAL Go calls Replace before every cache read. When the file has not
 // changed since this Cache last read or wrote it, Replace costs one stat: no
-// read, no decryption, no Unmarshal. (On Unix it is an fstat of the file,
-// kept open for the purpose, which needs no path lookup; its link count
-// tells whether the file was replaced.) Export writes nothing when MSAL's cache
+// read, no decryption, no Unmarshal. (On Unix it is an fstat of the file
+// and one of its directory, both kept open for the purpose, which need no
+// path lookup: a link count other than 1 or a new status-change time of
+// either sends Replace back to the path, so a file replaced, removed or
+// moved away is noticed at once; the path is looked at once a second
+// anyway.) Export writes nothing when MSAL's cache
 // is unchanged (compared by content: MSAL Go marshals maps in random order).
 // Measured figures are in the Performance table of the README
 // (https://github.com/msalcache/msalcache#performance), the one place they are
@@ -113,7 +121,7 @@
 // file returns at once even while another goroutine's Export waits for a
 // lock that another process holds.
 //
-// A Cache keeps the cache file open (Unix) to make Replace cheap: Close
-// releases it. Close is idempotent, and every call after it returns an
+// A Cache keeps the cache file and its directory open (Unix) to make
+// Replace cheap: Close releases them. Close is idempotent, and every call after it returns an
 // error matching fs.ErrClosed.
 package msalcache

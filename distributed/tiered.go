@@ -1,0 +1,252 @@
+package distributed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// How the tandem bounds and paces its calls to the first layer.
+const (
+	// firstShare is the share of the caller's remaining time a call to the
+	// first layer may take: a first layer that hangs leaves the rest to the
+	// second. Without a deadline, firstTimeout bounds it.
+	firstShare   = 2
+	firstTimeout = time.Second
+	// copyTTL is the expiry of a copy written to the first layer on a miss:
+	// Load does not learn how long the second layer keeps the key, so the
+	// copy is read again from it now and then. The Cache's Touch gives
+	// both layers the partition's TTL.
+	copyTTL = time.Hour
+	// evictTTL is how a copy that the second layer no longer holds is
+	// removed from the first: a Store has no delete, so it is made to
+	// expire at once.
+	evictTTL = time.Millisecond
+	// evictPolls bounds the wait for an evicted copy to be gone.
+	evictPolls = 25
+	// syncRounds bounds one repair: each round reads the second layer and
+	// writes its answer to the first, until both agree.
+	syncRounds = 8
+	// repairEvery is how often the background repair runs while the first
+	// layer is out or copies are to be repaired; repairTimeout bounds one
+	// pass over a key.
+	repairEvery   = 250 * time.Millisecond
+	repairTimeout = 2 * time.Second
+	// probeKey is read to learn whether the first layer is back.
+	probeKey = "msalcache:tiered:probe"
+)
+
+// Tiered returns a Store that keeps each key in two layers: first (Redis)
+// serves reads, second (a database: pgstore) holds the truth, versions and
+// tombstones. Hand Tiered both stores; its Close closes both.
+//
+//   - Load reads first. A key first does not hold is read from second and
+//     copied to first (a compare-and-set on "no value", so never over a
+//     copy someone wrote meanwhile), then second is read again to make sure
+//     the copy is still its value; a copy lives at most an hour unless the
+//     Cache touches it. So a flush or an empty restart of first costs one
+//     read of second per key: every partition and every tombstone (a
+//     sign-out) is still there.
+//   - Store is a compare-and-set on second; only if second took it is the
+//     same version written to first, from the version the write was based
+//     on. Nothing reaches first that second did not commit. If first holds
+//     something else (it was flushed, or another writer was first), or the
+//     write failed, first is repaired: made to hold what second holds now,
+//     by a compare-and-set on whatever first holds. A conflict on second
+//     repairs first before ErrConflict is returned, so a writer that read a
+//     stale copy reads the truth when it retries.
+//   - While first fails or does not answer (within half the caller's time),
+//     every call goes to second: no failure. Keys written meanwhile are
+//     remembered, read from second, and repaired in the background once
+//     first answers again, before their copies are used.
+//   - While second fails, keys that first holds are still loaded from it;
+//     Store and Touch fail (the Cache keeps its writes and writes them back
+//     when second returns), and nothing is written to first.
+//   - Touch touches both layers.
+//
+// What it does not promise: a copy that a process left stale in first (its
+// write to first failed and the process ended before repairing it, or a
+// Redis that came back from its files with copies older than what other
+// processes wrote during its outage) is served until a write to that key
+// repairs it or the copy expires. Run first with persistence off, or
+// flush it after an outage, if that matters more than the reads it saves.
+//
+// The returned Store implements Notifier when both layers do (it forwards
+// the notices of both: a copy read from first is kept coherent by first's
+// notices, a value read from second while first is out by second's); the
+// Cache needs both to keep its in-process layer coherent. After Close, a
+// second Close returns nil and other calls return an error wrapping
+// ErrClosed and net.ErrClosed.
+//
+// The Store is safe for concurrent use; it holds no lock across a call to
+// a layer. first and second must be different stores.
+func Tiered(first, second Store) Store {
+	if first == nil || second == nil {
+		panic("distributed: Tiered needs two stores")
+	}
+	t := &tiered{
+		first:  first,
+		second: second,
+		dirty:  map[string]uint64{},
+		wake:   make(chan struct{}, 1),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go t.repairLoop()
+	_, n1 := first.(Notifier)
+	_, n2 := second.(Notifier)
+	if n1 && n2 {
+		return &notifyingTiered{t}
+	}
+	return t
+}
+
+// errTieredClosed is returned by a tandem used after Close.
+var errTieredClosed = fmt.Errorf("%w (%w)", ErrClosed, net.ErrClosed)
+
+// tiered is the tandem. Its state is the first layer's health and the keys
+// whose copy in the first layer may be stale; both are guarded by mu, which
+// is never held across a call to a layer.
+type tiered struct {
+	first, second Store
+
+	mu        sync.Mutex
+	firstDown bool              // a call to first failed; none has succeeded since
+	dirty     map[string]uint64 // keys whose copy in first may be stale -> mark
+	marks     uint64            // the last mark given
+
+	closed atomic.Bool
+	wake   chan struct{}
+	quit   chan struct{}
+	done   chan struct{}
+}
+
+type notifyingTiered struct{ *tiered }
+
+// Notify registers f with both layers.
+func (t *notifyingTiered) Notify(f func(key string)) {
+	t.first.(Notifier).Notify(f)
+	t.second.(Notifier).Notify(f)
+}
+
+func (t *tiered) Load(ctx context.Context, key string) ([]byte, Version, error) {
+	if t.closed.Load() {
+		return nil, 0, errTieredClosed
+	}
+	if down, dirty := t.state(key); down {
+		return t.second.Load(ctx, key)
+	} else if dirty {
+		return t.syncLoad(ctx, key, 0, false)
+	}
+	fctx, cancel := firstContext(ctx)
+	value, v, err := t.first.Load(fctx, key)
+	cancel()
+	if err != nil {
+		t.firstFailed(ctx, err)
+		return t.second.Load(ctx, key)
+	}
+	if v != 0 {
+		return value, v, nil
+	}
+	return t.syncLoad(ctx, key, 0, true)
+}
+
+// syncLoad reads key from second and repairs first to hold it; known tells
+// whether first is known to hold fver.
+func (t *tiered) syncLoad(ctx context.Context, key string, fver Version, known bool) ([]byte, Version, error) {
+	mark := t.markOf(key)
+	r := t.sync(ctx, key, fver, known, copyTTL)
+	if r.err != nil {
+		return nil, 0, r.err
+	}
+	t.settled(ctx, key, mark, r)
+	return r.value, r.version, nil
+}
+
+func (t *tiered) Store(ctx context.Context, key string, value []byte, prev, next Version, ttl time.Duration) error {
+	if t.closed.Load() {
+		return errTieredClosed
+	}
+	err := t.second.Store(ctx, key, value, prev, next, ttl)
+	if errors.Is(err, ErrConflict) {
+		// The writer's base is not second's: it probably read a stale
+		// copy. Repair first, so that its retry reads the truth.
+		if down, _ := t.state(key); !down {
+			mark := t.markOf(key)
+			t.settled(ctx, key, mark, t.sync(ctx, key, 0, false, copyTTL))
+		}
+		return ErrConflict
+	}
+	if err != nil {
+		// Second may or may not have taken it: first's copy may be stale.
+		t.markDirty(key)
+		return err
+	}
+	// Committed. Mark the key before the write to first, so that a repair
+	// running now does not clear a mark set for an older state.
+	mark := t.markOf(key)
+	if down, _ := t.state(key); down {
+		t.markDirty(key)
+		return nil
+	}
+	fctx, cancel := firstContext(ctx)
+	ferr := t.first.Store(fctx, key, value, prev, next, ttl)
+	cancel()
+	switch {
+	case ferr == nil:
+	case errors.Is(ferr, ErrConflict):
+		// first did not hold the base (flushed, or written by another
+		// writer since): make it hold what second holds now.
+		t.settled(ctx, key, mark, t.sync(ctx, key, 0, false, ttl))
+	default:
+		t.firstFailed(ctx, ferr)
+		t.markDirty(key)
+	}
+	return nil
+}
+
+func (t *tiered) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	if t.closed.Load() {
+		return errTieredClosed
+	}
+	if down, _ := t.state(key); !down {
+		fctx, cancel := firstContext(ctx)
+		if err := t.first.Touch(fctx, key, ttl); err != nil {
+			t.firstFailed(ctx, err)
+		}
+		cancel()
+	}
+	return t.second.Touch(ctx, key, ttl)
+}
+
+// Close stops the background repair and closes both layers.
+func (t *tiered) Close() error {
+	if !t.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(t.quit)
+	<-t.done
+	err1, err2 := t.first.Close(), t.second.Close()
+	if errors.Is(err1, ErrClosed) {
+		err1 = nil // closed by its opener already
+	}
+	if errors.Is(err2, ErrClosed) {
+		err2 = nil
+	}
+	return errors.Join(err1, err2)
+}
+
+// firstContext bounds a call to the first layer to a share of the caller's
+// time, so that a first layer that does not answer leaves time for the
+// second.
+func firstContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := firstTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)/firstShare)
+	}
+	return context.WithTimeout(ctx, d)
+}
