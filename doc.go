@@ -77,7 +77,12 @@
 // deadlines.
 //
 // Clear signs out for good: an MSAL client of the same Cache that read the
-// cache before the Clear brings none of it back when it exports after.
+// cache before the Clear brings none of it back when it exports after, and
+// a Replace that read the file just before the Clear removed it hands MSAL
+// the cleared cache, not what it read. A token request already in flight
+// when Clear runs (a silent call redeeming a refresh token) still writes
+// what it gets when it returns, as it would into MSAL's own memory after
+// RemoveAccount: sign out when no token call is running.
 // MSAL's cache objects are pointers, and a Cache remembers per object (held
 // weakly: clients that are gone are forgotten) what it last handed over,
 // which is the base of the merge. A Marshaler that is not a pointer works
