@@ -97,9 +97,12 @@
 //
 // MSAL Go calls Replace before every cache read. When the file has not
 // changed since this Cache last read or wrote it, Replace costs one stat: no
-// read, no decryption, no Unmarshal. (On Unix it is an fstat of the file,
-// kept open for the purpose, which needs no path lookup; its link count
-// tells whether the file was replaced.) Export writes nothing when MSAL's cache
+// read, no decryption, no Unmarshal. (On Unix it is an fstat of the file
+// and one of its directory, both kept open for the purpose, which need no
+// path lookup: a link count other than 1 or a new status-change time of
+// either sends Replace back to the path, so a file replaced, removed or
+// moved away is noticed at once; the path is looked at once a second
+// anyway.) Export writes nothing when MSAL's cache
 // is unchanged (compared by content: MSAL Go marshals maps in random order).
 // Measured figures are in the Performance table of the README
 // (https://github.com/msalcache/msalcache#performance), the one place they are
@@ -128,7 +131,7 @@
 // file returns at once even while another goroutine's Export waits for a
 // lock that another process holds.
 //
-// A Cache keeps the cache file open (Unix) to make Replace cheap: Close
-// releases it. Close is idempotent, and every call after it returns an
+// A Cache keeps the cache file and its directory open (Unix) to make
+// Replace cheap: Close releases them. Close is idempotent, and every call after it returns an
 // error matching fs.ErrClosed.
 package msalcache

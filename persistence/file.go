@@ -17,11 +17,11 @@ const maxFileSize = 256 << 20
 
 // File is the cache file at one path, sealed by one Protector. Its methods
 // are safe for concurrent use by multiple goroutines; a File holds no state
-// besides its path, its Protector and (on Unix) a descriptor of the file
-// that makes Stat cheap, so any number of Files (in any number of
-// processes) may share a path. Writes replace the file atomically; nothing
-// here locks: callers that read-modify-write hold a cross-process lock.
-// Close releases the descriptor.
+// besides its path, its Protector and (on Unix) descriptors of the file and
+// its directory that make Stat cheap, so any number of Files (in any number
+// of processes) may share a path. Writes replace the file atomically;
+// nothing here locks: callers that read-modify-write hold a cross-process
+// lock. Close releases the descriptors.
 type File struct {
 	path  string
 	p     Protector
@@ -96,14 +96,16 @@ func (f *File) Protection() Protector { return f.p }
 // A Read that reports another format means the file should be rewritten.
 func (f *File) Format() Format { return formatOf(f.p) }
 
-// Stat returns the current Version of the file with one system call: an
-// fstat of the file, kept open, while it is still the one at the path (Unix,
-// see watcher), else a stat of the path. A missing file is the zero Version
-// and no error.
+// Stat returns the current Version of the file at the path: on Unix from
+// fstats of the file and its directory, kept open, while nothing shows that
+// the file is no longer the one at the path (see watcher), else from a stat
+// of the path. A missing file is the zero Version and no error. Stat holds
+// no lock across a system call: on a hung mount, each call hangs on its own.
 func (f *File) Stat() (Version, error) { return f.watch.stat(f.path) }
 
-// Close releases the descriptor Stat keeps open. The File stays usable:
-// later calls to Stat stat the path. Close is idempotent.
+// Close releases the descriptors Stat keeps open, without waiting for a Stat
+// in progress. The File stays usable: later calls to Stat stat the path.
+// Close is idempotent.
 func (f *File) Close() error { return f.watch.close() }
 
 // Read reads the whole file, detects its format and returns the plaintext
