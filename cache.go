@@ -52,6 +52,10 @@ type Cache struct {
 	// marshaled maps the entries of MSAL's last Marshal to their canonical
 	// form: most entries repeat from one Export to the next.
 	marshaled map[string]string
+
+	// beforeRecord is a test seam: when set (before the Cache is used), a
+	// Replace that read the file runs it between its read and its record.
+	beforeRecord func()
 }
 
 // fileState is what a Cache knows of the file: its Version and content as
@@ -70,6 +74,9 @@ type fileState struct {
 	// the configured one (say, plaintext left by WithPlaintextFallback): the
 	// next Export rewrites it in the configured format.
 	upgrade bool
+	// flux runs while the file, which held this state's cache, is found
+	// empty or not decoding (see readLocked).
+	flux fluxClock
 }
 
 var _ cache.ExportReplace = (*Cache)(nil)
@@ -307,7 +314,10 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 // Clear removes the cache file under the lock: every account is signed out,
 // in every process that shares the file. The keyring key stays. An MSAL
 // client of this Cache that read the cache before the Clear and exports
-// after it brings none of it back.
+// after it brings none of it back; a Replace that read the file before the
+// Clear removed it and records it after hands over the cleared cache
+// instead (settle). A token request in flight during the Clear writes what
+// it gets when it returns, as a sign-in would.
 func (c *Cache) Clear(ctx context.Context) error {
 	if c.closed.Load() {
 		return closedError("clearing")
@@ -371,6 +381,9 @@ type reading struct {
 	version persistence.Version
 	format  persistence.Format
 	corrupt error // why the file does not decode, if it does not
+	// clears is the Clear generation the read began in: a reading from
+	// before a Clear holds accounts that were signed out.
+	clears uint64
 }
 
 // inFlux reports whether a read without the lock may have caught another
@@ -384,62 +397,122 @@ func (r reading) inFlux() bool {
 // are errors. A plaintext file that holds the plaintext this Cache last
 // read or wrote is not decoded again.
 func (c *Cache) read(ctx context.Context) (reading, error) {
+	c.mu.Lock()
+	known, clears := c.state.raw, c.clears
+	c.mu.Unlock()
 	raw, v, err := c.file.ReadRaw(ctx)
 	if errors.Is(err, persistence.ErrCorrupt) {
-		return reading{version: v, corrupt: err}, nil // too large to read
+		return reading{version: v, corrupt: err, clears: clears}, nil // too large to read
 	}
-	if err != nil || !v.Exists() {
+	if err != nil {
 		return reading{}, err
 	}
-	c.mu.Lock()
-	known := c.state.raw
-	c.mu.Unlock()
+	if !v.Exists() {
+		return reading{clears: clears}, nil
+	}
 	if len(raw) > 0 && bytes.Equal(raw, known) {
-		return reading{data: raw, version: v, format: persistence.DetectFormat(raw)}, nil
+		return reading{data: raw, version: v, format: persistence.DetectFormat(raw), clears: clears}, nil
 	}
 	data, format, err := c.file.Decode(ctx, raw)
 	switch {
 	case errors.Is(err, persistence.ErrCorrupt):
-		return reading{version: v, format: format, corrupt: err}, nil
+		return reading{version: v, format: format, corrupt: err, clears: clears}, nil
 	case err != nil:
 		return reading{}, err
 	}
-	return reading{data: data, version: v, format: format}, nil
+	return reading{data: data, version: v, format: format, clears: clears}, nil
 }
 
-// fluxWait bounds how long a read under the lock waits for a file that
-// held a cache and is now empty or does not decode to hold one again: a
-// writer that does not take the lock (MSAL Python goes ahead after its own
-// timeout) may be rewriting it in place. Merging against the file in that
-// moment would delete every entry this process did not change.
+// fluxWait bounds how long a Cache waits for a file that held a cache
+// and is now empty or does not decode to hold one again: a writer that does
+// not take the lock (MSAL Python goes ahead after its own timeout) may be
+// rewriting it in place. Merging against the file in that moment would
+// delete every entry this process did not change. The wait is counted from
+// the first time the Cache found the file so (see fluxClock), across calls:
+// calls whose deadlines are shorter than fluxWait each wait a share of it,
+// and once fluxWait has passed the file is taken for corrupt, whatever the
+// deadlines.
 const fluxWait = 2 * time.Second
+
+// fluxClock says since when the file, which held a cache, has been found
+// empty or not decoding. It belongs to the state: recording any state
+// stops it.
+type fluxClock struct {
+	since time.Time // the first time it was found so; zero: not running
+	seen  time.Time // the last time
+}
+
+// observe records that the file is found in flux at now, and returns since
+// when. A clock whose last observation is older than fluxWait starts again:
+// the file may have held a cache in between, unread.
+func (fc *fluxClock) observe(now time.Time) (since time.Time) {
+	if fc.since.IsZero() || now.Sub(fc.seen) > fluxWait {
+		fc.since = now
+	}
+	fc.seen = now
+	return fc.since
+}
+
+// fluxPending is the error of a read under the lock whose call ran out of
+// its share of time while the file was in flux, before fluxWait had passed
+// since the Cache first found it so. The file is not yet taken for corrupt:
+// a later call waits for the rest.
+type fluxPending struct {
+	path string
+	age  time.Duration // how long the file has been in flux
+	err  error         // context.DeadlineExceeded
+}
+
+func (e *fluxPending) Error() string {
+	return fmt.Sprintf("%s has not held a cache for %v (a program that does not hold the lock may be rewriting it; it is taken for corrupt after %v, and this call's deadline came first): %v",
+		e.path, e.age.Round(time.Millisecond), fluxWait, e.err)
+}
+
+func (e *fluxPending) Unwrap() error { return e.err }
 
 // readLocked is read for a caller that holds the lock. A file caught in
 // flux that was last seen holding a cache is read again until it holds one,
-// for at most fluxWait, and at most until ctx is done (an error then:
-// nothing is merged against half a file). After fluxWait it is taken as
-// it is. A file that was empty before (Node's new file) is not waited for.
+// until fluxWait has passed since the Cache first found it in flux (then it
+// is taken as it is), and for at most half of what is left of ctx: the rest
+// is the caller's. When ctx's share ends first, the error is a
+// *fluxPending: nothing is merged against half a file, and the next call
+// goes on waiting where this one stopped. A file that was empty before
+// (Node's new file) is not waited for.
 func (c *Cache) readLocked(ctx context.Context) (reading, error) {
 	r, err := c.read(ctx)
 	if err != nil || !r.inFlux() {
 		return r, err
 	}
+	now := time.Now()
 	c.mu.Lock()
 	had := len(c.state.raw) > 0 && !c.state.corrupt
+	since := c.state.flux.observe(now)
 	c.mu.Unlock()
 	if !had {
 		return r, nil
 	}
-	c.log.Warn("msalcache: the token cache file is being rewritten by a program that does not hold the lock; waiting for it",
-		"path", c.file.Path(), "lock", c.lock.Path())
-	deadline := time.Now().Add(fluxWait)
-	for delay := time.Millisecond; time.Now().Before(deadline); delay = min(2*delay, 50*time.Millisecond) {
-		if err := sleep(ctx, delay); err != nil {
+	if since.Equal(now) {
+		c.log.Warn("msalcache: the token cache file is being rewritten by a program that does not hold the lock; waiting for it",
+			"path", c.file.Path(), "lock", c.lock.Path())
+	}
+	end := since.Add(fluxWait)
+	stop := end
+	if d, ok := ctx.Deadline(); ok && now.Add(d.Sub(now)/2).Before(stop) {
+		stop = now.Add(d.Sub(now) / 2)
+	}
+	for delay := time.Millisecond; time.Now().Before(stop); delay = min(2*delay, 50*time.Millisecond) {
+		if err := sleep(ctx, min(delay, time.Until(stop))); err != nil {
 			return reading{}, fmt.Errorf("waiting for %s to be rewritten by a program that does not hold the lock: %w", c.file.Path(), err)
 		}
 		if r, err = c.read(ctx); err != nil || !r.inFlux() {
 			return r, err
 		}
+		c.mu.Lock()
+		c.state.flux.observe(time.Now())
+		c.mu.Unlock()
+	}
+	if now := time.Now(); now.Before(end) {
+		return reading{}, &fluxPending{path: c.file.Path(), age: now.Sub(since), err: context.DeadlineExceeded}
 	}
 	return r, nil
 }
@@ -460,6 +533,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 // flux is read again under the lock (the other libraries write in place
 // while they hold it) before it is taken for an empty cache or called
 // corrupt; Node's empty new file is then still empty, and loads as such.
+// A call whose share of the wait for a file in flux ends first leaves the
+// state as it was: Replace hands over the cache the file held a moment
+// ago, and a later call goes on waiting.
 func (c *Cache) load(ctx context.Context) error {
 	r, err := c.read(ctx)
 	if err == nil && r.inFlux() {
@@ -467,6 +543,14 @@ func (c *Cache) load(ctx context.Context) error {
 			r, err = c.readLocked(ctx)
 			return err
 		})
+	}
+	if c.beforeRecord != nil {
+		c.beforeRecord()
+	}
+	var pending *fluxPending
+	if errors.As(err, &pending) {
+		c.log.Debug("msalcache: the token cache file is still being rewritten; serving what it held before", "path", c.file.Path())
+		return nil
 	}
 	if err != nil {
 		return err
@@ -476,7 +560,10 @@ func (c *Cache) load(ctx context.Context) error {
 }
 
 // settle makes r the state and returns it. Content equal to the state's
-// is not parsed again.
+// is not parsed again. A reading begun before a Clear that has since
+// returned (a Replace that read the file without the lock just before the
+// Clear removed it) is not recorded, and the state after the Clear is
+// returned: Clear is final.
 func (c *Cache) settle(r reading) fileState {
 	c.mu.Lock()
 	prev := c.state
@@ -511,7 +598,12 @@ func (c *Cache) settle(r reading) fileState {
 				"path", c.file.Path(), "found", string(r.format), "configured", string(c.file.Format()))
 		}
 	}
-	c.install(st)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.clears != r.clears {
+		return c.state // read before a Clear: what it read was signed out
+	}
+	c.state = st
 	return st
 }
 

@@ -68,11 +68,21 @@
 // not decode is read again under the lock before it is taken for an empty
 // cache or called corrupt; a file that held a cache and is still empty or
 // half written under the lock (a writer that does not take the lock, as MSAL
-// Python does after its own timeout) is waited for a short while, within the
-// call's deadline, before Export merges into it.
+// Python does after its own timeout) is waited for before Export merges into
+// it: two seconds at most in all, counted from the first call that found it
+// so, each call spending at most half of what is left of its deadline.
+// Meanwhile reads get the cache the file held before, and a write fails
+// (wrapping context.DeadlineExceeded) instead of merging into half a file;
+// after that the file is taken for corrupt (see Errors), whatever the
+// deadlines.
 //
 // Clear signs out for good: an MSAL client of the same Cache that read the
-// cache before the Clear brings none of it back when it exports after.
+// cache before the Clear brings none of it back when it exports after, and
+// a Replace that read the file just before the Clear removed it hands MSAL
+// the cleared cache, not what it read. A token request already in flight
+// when Clear runs (a silent call redeeming a refresh token) still writes
+// what it gets when it returns, as it would into MSAL's own memory after
+// RemoveAccount: sign out when no token call is running.
 // MSAL's cache objects are pointers, and a Cache remembers per object (held
 // weakly: clients that are gone are forgotten) what it last handed over,
 // which is the base of the merge. A Marshaler that is not a pointer works
@@ -87,9 +97,12 @@
 //
 // MSAL Go calls Replace before every cache read. When the file has not
 // changed since this Cache last read or wrote it, Replace costs one stat: no
-// read, no decryption, no Unmarshal. (On Unix it is an fstat of the file,
-// kept open for the purpose, which needs no path lookup; its link count
-// tells whether the file was replaced.) Export writes nothing when MSAL's cache
+// read, no decryption, no Unmarshal. (On Unix it is an fstat of the file
+// and one of its directory, both kept open for the purpose, which need no
+// path lookup: a link count other than 1 or a new status-change time of
+// either sends Replace back to the path, so a file replaced, removed or
+// moved away is noticed at once; the path is looked at once a second
+// anyway.) Export writes nothing when MSAL's cache
 // is unchanged (compared by content: MSAL Go marshals maps in random order).
 // Measured figures are in the Performance table of the README
 // (https://github.com/msalcache/msalcache#performance), the one place they are
@@ -107,13 +120,18 @@
 // cache content (MSAL's and the JSON decoder's messages can quote a token),
 // only what kind of problem was found where. A protection that cannot be used (no Secret
 // Service, a locked keyring) is an error wrapping persistence.ErrUnavailable,
-// and nothing is overwritten. Every call is bounded: by its context's
+// and nothing is overwritten. So is a file sealed by a protection this Cache
+// does not use, which is not corrupt: an envelope encrypted with the keyring
+// by a desktop process, found by a process of the same app on the plaintext
+// fallback (an SSH session without the keyring). It is never copied aside or
+// overwritten: unlock the keyring for that process, or give it a cache path
+// of its own. Every call is bounded: by its context's
 // deadline, or by WithLockTimeout (default 30s). No call holds an in-process
 // mutex while it waits for the lock or the file: a Replace on an unchanged
 // file returns at once even while another goroutine's Export waits for a
 // lock that another process holds.
 //
-// A Cache keeps the cache file open (Unix) to make Replace cheap: Close
-// releases it. Close is idempotent, and every call after it returns an
+// A Cache keeps the cache file and its directory open (Unix) to make
+// Replace cheap: Close releases them. Close is idempotent, and every call after it returns an
 // error matching fs.ErrClosed.
 package msalcache

@@ -17,11 +17,11 @@ const maxFileSize = 256 << 20
 
 // File is the cache file at one path, sealed by one Protector. Its methods
 // are safe for concurrent use by multiple goroutines; a File holds no state
-// besides its path, its Protector and (on Unix) a descriptor of the file
-// that makes Stat cheap, so any number of Files (in any number of
-// processes) may share a path. Writes replace the file atomically; nothing
-// here locks: callers that read-modify-write hold a cross-process lock.
-// Close releases the descriptor.
+// besides its path, its Protector and (on Unix) descriptors of the file and
+// its directory that make Stat cheap, so any number of Files (in any number
+// of processes) may share a path. Writes replace the file atomically;
+// nothing here locks: callers that read-modify-write hold a cross-process
+// lock. Close releases the descriptors.
 type File struct {
 	path  string
 	p     Protector
@@ -96,14 +96,16 @@ func (f *File) Protection() Protector { return f.p }
 // A Read that reports another format means the file should be rewritten.
 func (f *File) Format() Format { return formatOf(f.p) }
 
-// Stat returns the current Version of the file with one system call: an
-// fstat of the file, kept open, while it is still the one at the path (Unix,
-// see watcher), else a stat of the path. A missing file is the zero Version
-// and no error.
+// Stat returns the current Version of the file at the path: on Unix from
+// fstats of the file and its directory, kept open, while nothing shows that
+// the file is no longer the one at the path (see watcher), else from a stat
+// of the path. A missing file is the zero Version and no error. Stat holds
+// no lock across a system call: on a hung mount, each call hangs on its own.
 func (f *File) Stat() (Version, error) { return f.watch.stat(f.path) }
 
-// Close releases the descriptor Stat keeps open. The File stays usable:
-// later calls to Stat stat the path. Close is idempotent.
+// Close releases the descriptors Stat keeps open, without waiting for a Stat
+// in progress. The File stays usable: later calls to Stat stat the path.
+// Close is idempotent.
 func (f *File) Close() error { return f.watch.close() }
 
 // Read reads the whole file, detects its format and returns the plaintext
@@ -114,8 +116,10 @@ func (f *File) Close() error { return f.watch.close() }
 // decoded returns an error wrapping ErrCorrupt, together with its Version. A
 // plaintext file is read whatever the Protector (so a file left by a
 // plaintext fallback upgrades on the next Write); an envelope or a DPAPI blob
-// only by the Protector that made it. Plaintext JSON is validated; sealed
-// formats are authenticated by their protection.
+// only by the Protector that made it: with another Protector the error wraps
+// ErrUnavailable, not ErrCorrupt (a process that has that protection can read
+// the file, so it must not be overwritten). Plaintext JSON is validated;
+// sealed formats are authenticated by their protection.
 func (f *File) Read(ctx context.Context) ([]byte, Version, error) {
 	b, v, _, err := f.ReadFormat(ctx)
 	return b, v, err
@@ -171,12 +175,15 @@ func (f *File) decode(ctx context.Context, raw []byte, fm Format) ([]byte, error
 			return o.openInPlace(ctx, raw)
 		}
 		return f.p.Open(ctx, raw)
+	// A file sealed by another protection is not corrupt: a process that
+	// has that protection (a desktop session with the keyring, next to this
+	// one on the plaintext fallback) reads it.
 	case fm == FormatEnvelope:
-		return nil, fmt.Errorf("%w: the file is an msalcache envelope, encrypted with a key from the macOS Keychain or a Linux Secret Service; this cache is configured for %s protection, which cannot open it",
-			ErrCorrupt, f.p.Name())
+		return nil, fmt.Errorf("%w: the file is an msalcache envelope, encrypted with a key kept in the macOS Keychain or a Linux Secret Service, which this process does not use (its protection is %s), so it cannot open it; the file is left as it is. Unlock the keyring (or start one for this session) so that this process uses it too, or give this process a cache path of its own (say, for headless use)",
+			ErrUnavailable, f.p.Name())
 	case fm == FormatDPAPI:
-		return nil, fmt.Errorf("%w: the file is a Windows DPAPI blob; only the Windows user who wrote it can decrypt it, on Windows (this cache is configured for %s protection)",
-			ErrCorrupt, f.p.Name())
+		return nil, fmt.Errorf("%w: the file is a Windows DPAPI blob, which only the Windows user who wrote it can open, on Windows (this process's protection is %s); the file is left as it is. Give this process a cache path of its own, or remove the file to start over",
+			ErrUnavailable, f.p.Name())
 	}
 	return nil, fmt.Errorf("%w: unrecognized content (neither JSON, an msalcache envelope nor a DPAPI blob)", ErrCorrupt)
 }

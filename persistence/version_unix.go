@@ -33,13 +33,18 @@ func versionAfterRename(_ string, tmp os.FileInfo) (Version, error) {
 // same Version as versionOf of os.Stat.
 func statVersion(path string) (Version, error) {
 	var st unix.Stat_t
-	err := unix.Stat(path, &st)
+	return statInto(path, &st)
+}
+
+// statInto is statVersion that leaves the whole stat in st.
+func statInto(path string, st *unix.Stat_t) (Version, error) {
+	err := unix.Stat(path, st)
 	for err == unix.EINTR {
-		err = unix.Stat(path, &st)
+		err = unix.Stat(path, st)
 	}
 	switch err {
 	case nil:
-		return versionOfStat(&st), nil
+		return versionOfStat(st), nil
 	case unix.ENOENT:
 		return Version{}, nil
 	}

@@ -23,6 +23,7 @@ func TestStatSeesEveryChange(t *testing.T) {
 	other := mustNewFile(t, path, Plaintext())
 	changed := func(what string, change func()) {
 		t.Helper()
+		waitKept(t, f) // what is checked is the kept file, where there is one
 		before, err := f.Stat()
 		if err != nil {
 			t.Fatal(err)
