@@ -37,6 +37,15 @@ func (b *backend) failing(t testing.TB) *dcachetest.Failing {
 	return f
 }
 
+// shareSecond makes the replicas opened from now on share one client of the
+// second layer (new Caches in a running process): pgstore.Open needs the
+// server up.
+func (b *backend) shareSecond(t testing.TB) {
+	s := b.second(t)
+	t.Cleanup(func() { s.Close() })
+	b.second = func(testing.TB) distributed.Store { return &counted{inner: s, calls: b.calls, keep: true} }
+}
+
 // open returns a new tandem on b, closed with t.
 func (b *backend) open(t testing.TB) distributed.Store {
 	t.Helper()
@@ -73,13 +82,16 @@ func (b *backend) redisCommands() int64 {
 // memoryBackend is a redis-server (args: its options) and a memory store as
 // the second layer, shared by the test's replicas.
 func memoryBackend(t *testing.T, args ...string) *backend {
-	b := &backend{name: "memory", redis: redistest.Start(t, args...), calls: &calls{}}
+	b := &backend{name: "memory", redis: startRedis(t, args...), calls: &calls{}}
 	mem := distributed.NewMemoryStore()
 	t.Cleanup(func() { mem.Close() })
 	b.second = func(testing.TB) distributed.Store { return &counted{inner: mem, calls: b.calls, keep: true} }
 	b.inspect = mem
 	return b
 }
+
+// startRedis starts the redis-server of a backend.
+func startRedis(t *testing.T, args ...string) *redistest.Server { return redistest.Start(t, args...) }
 
 // stores is dcachetest's factory over one backend per behaviour test.
 func stores(newBackend func(t *testing.T) *backend) dcachetest.NewStore {

@@ -134,8 +134,8 @@ func headlineTest(t *testing.T, newBackend func(t *testing.T, args ...string) *b
 		t.Run("tandem/"+f.name, func(t *testing.T) {
 			b := newBackend(t)
 			running, fresh, tokens := headline(t, b, b.open, f)
-			t.Logf("Tiered(redis, %s) after %s: running replicas %+v, new replica %+v, %d token requests",
-				b.name, f.name, running, fresh, tokens)
+			t.Logf("Tiered(redis, %s) after %s: running replicas %+v, new replica %+v (signed out before the fault: %d of %d); %d token requests",
+				b.name, f.name, running, fresh, headlineSignOuts, headlineUsers, tokens)
 			for name, o := range map[string]outcome{"the running replicas": running, "a new replica": fresh} {
 				if o.served != headlineUsers-headlineSignOuts || o.resurrected != 0 {
 					t.Errorf("%s after %s: %d of %d users served, %d signed out; %d of %d who signed out served again",
@@ -149,8 +149,9 @@ func headlineTest(t *testing.T, newBackend func(t *testing.T, args ...string) *b
 		t.Run("redis-alone/"+f.name, func(t *testing.T) {
 			b := newBackend(t)
 			running, fresh, tokens := headline(t, b, b.redisOnly, f)
-			t.Logf("Redis alone after %s: signed out %d of %d on the running replicas, %d on a new replica (%d who signed out served again); %d token requests",
-				f.name, running.signedOut, headlineUsers-headlineSignOuts, fresh.signedOut, running.resurrected+fresh.resurrected, tokens)
+			out := func(o outcome) int { return o.signedOut + headlineSignOuts - o.resurrected }
+			t.Logf("Redis alone after %s: signed out %d of %d users on the running replicas, %d on a new replica (%d of the %d who signed out served again); %d token requests",
+				f.name, out(running), headlineUsers, out(fresh), running.resurrected+fresh.resurrected, headlineSignOuts, tokens)
 		})
 	}
 }
