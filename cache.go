@@ -168,15 +168,15 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, _ cache.Replac
 	}
 	id := identity(u)
 	c.mu.Lock()
-	st := c.state
-	held := st.snap != nil && v == st.version && c.holds(id, st.snap)
+	snap, version := c.state.snap, c.state.version // not the whole state: this is the hot path
+	held := snap != nil && v == version && c.holds(id, snap)
 	c.mu.Unlock()
 	if held {
 		return nil // the hot path: one stat
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	if st.snap == nil || v != st.version {
+	if snap == nil || v != version {
 		if err := c.load(ctx); err != nil {
 			return fmt.Errorf("msalcache: loading the token cache: %w", err)
 		}
