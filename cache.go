@@ -52,6 +52,10 @@ type Cache struct {
 	// marshaled maps the entries of MSAL's last Marshal to their canonical
 	// form: most entries repeat from one Export to the next.
 	marshaled map[string]string
+
+	// beforeRecord is a test seam: when set (before the Cache is used), a
+	// Replace that read the file runs it between its read and its record.
+	beforeRecord func()
 }
 
 // fileState is what a Cache knows of the file: its Version and content as
@@ -164,15 +168,15 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, _ cache.Replac
 	}
 	id := identity(u)
 	c.mu.Lock()
-	st := c.state
-	held := st.snap != nil && v == st.version && c.holds(id, st.snap)
+	snap, version := c.state.snap, c.state.version // not the whole state: this is the hot path
+	held := snap != nil && v == version && c.holds(id, snap)
 	c.mu.Unlock()
 	if held {
 		return nil // the hot path: one stat
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	if st.snap == nil || v != st.version {
+	if snap == nil || v != version {
 		if err := c.load(ctx); err != nil {
 			return fmt.Errorf("msalcache: loading the token cache: %w", err)
 		}
@@ -310,7 +314,10 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 // Clear removes the cache file under the lock: every account is signed out,
 // in every process that shares the file. The keyring key stays. An MSAL
 // client of this Cache that read the cache before the Clear and exports
-// after it brings none of it back.
+// after it brings none of it back; a Replace that read the file before the
+// Clear removed it and records it after hands over the cleared cache
+// instead (settle). A token request in flight during the Clear writes what
+// it gets when it returns, as a sign-in would.
 func (c *Cache) Clear(ctx context.Context) error {
 	if c.closed.Load() {
 		return closedError("clearing")
@@ -374,6 +381,9 @@ type reading struct {
 	version persistence.Version
 	format  persistence.Format
 	corrupt error // why the file does not decode, if it does not
+	// clears is the Clear generation the read began in: a reading from
+	// before a Clear holds accounts that were signed out.
+	clears uint64
 }
 
 // inFlux reports whether a read without the lock may have caught another
@@ -387,27 +397,30 @@ func (r reading) inFlux() bool {
 // are errors. A plaintext file that holds the plaintext this Cache last
 // read or wrote is not decoded again.
 func (c *Cache) read(ctx context.Context) (reading, error) {
+	c.mu.Lock()
+	known, clears := c.state.raw, c.clears
+	c.mu.Unlock()
 	raw, v, err := c.file.ReadRaw(ctx)
 	if errors.Is(err, persistence.ErrCorrupt) {
-		return reading{version: v, corrupt: err}, nil // too large to read
+		return reading{version: v, corrupt: err, clears: clears}, nil // too large to read
 	}
-	if err != nil || !v.Exists() {
+	if err != nil {
 		return reading{}, err
 	}
-	c.mu.Lock()
-	known := c.state.raw
-	c.mu.Unlock()
+	if !v.Exists() {
+		return reading{clears: clears}, nil
+	}
 	if len(raw) > 0 && bytes.Equal(raw, known) {
-		return reading{data: raw, version: v, format: persistence.DetectFormat(raw)}, nil
+		return reading{data: raw, version: v, format: persistence.DetectFormat(raw), clears: clears}, nil
 	}
 	data, format, err := c.file.Decode(ctx, raw)
 	switch {
 	case errors.Is(err, persistence.ErrCorrupt):
-		return reading{version: v, format: format, corrupt: err}, nil
+		return reading{version: v, format: format, corrupt: err, clears: clears}, nil
 	case err != nil:
 		return reading{}, err
 	}
-	return reading{data: data, version: v, format: format}, nil
+	return reading{data: data, version: v, format: format, clears: clears}, nil
 }
 
 // fluxWait bounds how long a Cache waits for a file that held a cache
@@ -531,6 +544,9 @@ func (c *Cache) load(ctx context.Context) error {
 			return err
 		})
 	}
+	if c.beforeRecord != nil {
+		c.beforeRecord()
+	}
 	var pending *fluxPending
 	if errors.As(err, &pending) {
 		c.log.Debug("msalcache: the token cache file is still being rewritten; serving what it held before", "path", c.file.Path())
@@ -544,7 +560,10 @@ func (c *Cache) load(ctx context.Context) error {
 }
 
 // settle makes r the state and returns it. Content equal to the state's
-// is not parsed again.
+// is not parsed again. A reading begun before a Clear that has since
+// returned (a Replace that read the file without the lock just before the
+// Clear removed it) is not recorded, and the state after the Clear is
+// returned: Clear is final.
 func (c *Cache) settle(r reading) fileState {
 	c.mu.Lock()
 	prev := c.state
@@ -579,7 +598,12 @@ func (c *Cache) settle(r reading) fileState {
 				"path", c.file.Path(), "found", string(r.format), "configured", string(c.file.Format()))
 		}
 	}
-	c.install(st)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.clears != r.clears {
+		return c.state // read before a Clear: what it read was signed out
+	}
+	c.state = st
 	return st
 }
 

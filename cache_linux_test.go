@@ -123,6 +123,53 @@ func TestWrongKeyIsCorrupt(t *testing.T) {
 	}
 }
 
+// TestPlaintextFallbackKeepsEncryptedCache: a desktop process of the app
+// keeps the cache encrypted with the Secret Service; a process of the same
+// app in a session without one (SSH: no session bus) is on the plaintext
+// fallback. It cannot open the file and must not take it for corrupt: its
+// calls fail with an error that says what to do (the headless role checks
+// them), the file is neither copied aside nor overwritten, and the desktop
+// user's tokens are still served.
+func TestPlaintextFallbackKeepsEncryptedCache(t *testing.T) {
+	m := platformMode(t)
+	if _, err := os.Stat("/run/user/" + strconv.Itoa(os.Getuid()) + "/bus"); err == nil {
+		t.Skip("this machine has a per-user session bus socket; a session without the keyring cannot be staged here")
+	}
+	s := startIDP(t)
+	path := filepath.Join(testdir.New(t), "msal.cache")
+	desktop := mustLogin(t, mustApp(t, s, openCache(t, path, m)), scope("desktop"))
+	before, err := os.ReadFile(path)
+	if err != nil || persistence.DetectFormat(before) != persistence.FormatEnvelope {
+		t.Fatalf("the desktop's cache file: %v; want an envelope", err)
+	}
+
+	headless := child(t, s, path, m, "headless", "")
+	headless.Env = append(headless.Env, "DBUS_SESSION_BUS_ADDRESS=", "XDG_RUNTIME_DIR="+testdir.New(t))
+	if err := headless.Run(); err != nil {
+		t.Errorf("the process on the plaintext fallback: %v", err)
+	}
+
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("the process on the plaintext fallback changed the encrypted file (%v): now %d bytes, %s", err, len(after), persistence.DetectFormat(after))
+	}
+	if copies := quarantined(t, path); len(copies) != 0 {
+		t.Errorf("the encrypted file was copied aside as corrupt: %v", copies)
+	}
+	app := mustApp(t, s, openCache(t, path, m))
+	ctx := testCtx(t)
+	accounts, err := app.Accounts(ctx)
+	if err != nil || len(accounts) != 1 || accounts[0].HomeAccountID != desktop.Account.HomeAccountID {
+		t.Fatalf("a new desktop process sees accounts %v, %v; want the desktop user", accounts, err)
+	}
+	tokens := s.Requests().Token
+	if _, err := app.AcquireTokenSilent(ctx, []string{scope("desktop")}, public.WithSilentAccount(accounts[0])); err != nil {
+		t.Errorf("the desktop user's silent call: %v", err)
+	}
+	if n := s.Requests().Token - tokens; n != 0 {
+		t.Errorf("the desktop user's silent call made %d token requests; want the cached token", n)
+	}
+}
+
 // TestClearKeepsKey: Clear signs everyone out by removing the file; the
 // encryption key stays in the keyring, so other caches sharing the keyring
 // item keep working.

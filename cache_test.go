@@ -360,8 +360,9 @@ func TestCrashWhileWriting(t *testing.T) {
 	}
 }
 
-// TestBadFiles: a corrupt, truncated or foreign file is a warning and an
-// empty cache, never an error; a copy is kept before it is overwritten.
+// TestBadFiles: a corrupt or truncated file is a warning and an empty
+// cache, never an error; a copy is kept before it is overwritten. (A file
+// sealed by another protection is not corrupt: TestOtherProtectionsFile.)
 func TestBadFiles(t *testing.T) {
 	valid := []byte(`{"AccessToken":{"k":{"secret":"s"}}}`)
 	tests := []struct {
@@ -373,11 +374,6 @@ func TestBadFiles(t *testing.T) {
 		{"JSON of another shape", []byte(`[{"AccessToken":1}]`)},
 		{"an entry MSAL cannot load", []byte(`{"AccessToken":{"k":"not an object"}}`)},
 		{"a section MSAL cannot load", []byte(`{"Account":[1,2,3]}`)},
-		{"a DPAPI blob where none is expected", dpapiBlobLike()},
-		{"an envelope in a plaintext cache", []byte("MSALCENV\x01\x00\x00\x00\x00\x00\x00\x00\x00somethingsomething")},
-	}
-	if runtime.GOOS == "windows" {
-		tests = tests[:5] // a DPAPI blob is the native format there
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

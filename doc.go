@@ -77,7 +77,12 @@
 // deadlines.
 //
 // Clear signs out for good: an MSAL client of the same Cache that read the
-// cache before the Clear brings none of it back when it exports after.
+// cache before the Clear brings none of it back when it exports after, and
+// a Replace that read the file just before the Clear removed it hands MSAL
+// the cleared cache, not what it read. A token request already in flight
+// when Clear runs (a silent call redeeming a refresh token) still writes
+// what it gets when it returns, as it would into MSAL's own memory after
+// RemoveAccount: sign out when no token call is running.
 // MSAL's cache objects are pointers, and a Cache remembers per object (held
 // weakly: clients that are gone are forgotten) what it last handed over,
 // which is the base of the merge. A Marshaler that is not a pointer works
@@ -116,7 +121,12 @@
 // cache content (MSAL's and the JSON decoder's messages can quote a token),
 // only what kind of problem was found where. A protection that cannot be used (no Secret
 // Service, a locked keyring) is an error wrapping persistence.ErrUnavailable,
-// and nothing is overwritten. Every call is bounded: by its context's
+// and nothing is overwritten. So is a file sealed by a protection this Cache
+// does not use, which is not corrupt: an envelope encrypted with the keyring
+// by a desktop process, found by a process of the same app on the plaintext
+// fallback (an SSH session without the keyring). It is never copied aside or
+// overwritten: unlock the keyring for that process, or give it a cache path
+// of its own. Every call is bounded: by its context's
 // deadline, or by WithLockTimeout (default 30s). No call holds an in-process
 // mutex while it waits for the lock or the file: a Replace on an unchanged
 // file returns at once even while another goroutine's Export waits for a

@@ -33,6 +33,7 @@ import (
 	"github.com/msalcache/msalcache/internal/msaljson"
 	"github.com/msalcache/msalcache/internal/testdir"
 	"github.com/msalcache/msalcache/lock"
+	"github.com/msalcache/msalcache/persistence"
 )
 
 const testClientID = "0b6d4f1e-6f0a-4c53-9a39-3f2c1d5e7a11"
@@ -258,7 +259,11 @@ func runRole(role string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	c, err := New(os.Getenv(envCache), append(mode(os.Getenv(envMode)).options(), WithLogger(logger))...)
+	opts := append(mode(os.Getenv(envMode)).options(), WithLogger(logger))
+	if role == "headless" {
+		opts = append(opts, WithPlaintextFallback()) // a session without the keyring
+	}
+	c, err := New(os.Getenv(envCache), opts...)
 	if err != nil {
 		return err
 	}
@@ -276,6 +281,8 @@ func runRole(role string) error {
 		return ca.churn(ctx)
 	case "write-forever":
 		return ca.writeForever(ctx)
+	case "headless":
+		return ca.headless(ctx)
 	}
 	return fmt.Errorf("unknown role %q", role)
 }
@@ -330,6 +337,27 @@ func (ca childApp) churn(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// headless is a process of the app in a session without the keyring, on
+// the plaintext fallback, next to the cache file a desktop session
+// encrypted: every call that needs the file fails with an error wrapping
+// persistence.ErrUnavailable that says what to do, and nothing is written.
+func (ca childApp) headless(ctx context.Context) error {
+	if p := ca.cache.Protection(); p != "plaintext" {
+		return fmt.Errorf("protection %q; want the plaintext fallback", p)
+	}
+	var problems []error
+	accounts, err := ca.app.Accounts(ctx)
+	if !errors.Is(err, persistence.ErrUnavailable) || errors.Is(err, persistence.ErrCorrupt) || !strings.Contains(err.Error(), "cache path of its own") {
+		problems = append(problems, fmt.Errorf("Accounts: %d, %v; want an error wrapping ErrUnavailable that says what to do", len(accounts), err))
+	}
+	//lint:ignore SA1019 the password grant signs test users in without the device code wait
+	_, err = ca.app.AcquireTokenByUsernamePassword(ctx, []string{scope("headless")}, "headless@contoso.example", "pw")
+	if !errors.Is(err, persistence.ErrUnavailable) {
+		problems = append(problems, fmt.Errorf("sign-in: %v; want an error wrapping ErrUnavailable", err))
+	}
+	return errors.Join(problems...)
 }
 
 // writeForever keeps acquiring tokens for new scopes, so that it is

@@ -22,7 +22,11 @@
 //   - [Plaintext]: the MSAL JSON itself, only when asked for.
 //
 // Reading detects the format, so a plaintext file left by a fallback is read
-// by an encrypting File and rewritten encrypted by its next Write.
+// by an encrypting File and rewritten encrypted by its next Write. A file
+// sealed by a protection the File does not use (an envelope read with the
+// plaintext protection, a DPAPI blob outside Windows) is an error wrapping
+// [ErrUnavailable], not [ErrCorrupt]: a process with that protection opens
+// it, so it must not be overwritten.
 //
 // # Threat model
 //

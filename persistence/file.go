@@ -119,8 +119,10 @@ func (f *File) Close() error { return f.watch.close() }
 // decoded returns an error wrapping ErrCorrupt, together with its Version. A
 // plaintext file is read whatever the Protector (so a file left by a
 // plaintext fallback upgrades on the next Write); an envelope or a DPAPI blob
-// only by the Protector that made it. Plaintext JSON is validated; sealed
-// formats are authenticated by their protection.
+// only by the Protector that made it: with another Protector the error wraps
+// ErrUnavailable, not ErrCorrupt (a process that has that protection can read
+// the file, so it must not be overwritten). Plaintext JSON is validated;
+// sealed formats are authenticated by their protection.
 func (f *File) Read(ctx context.Context) ([]byte, Version, error) {
 	b, v, _, err := f.ReadFormat(ctx)
 	return b, v, err
@@ -176,12 +178,15 @@ func (f *File) decode(ctx context.Context, raw []byte, fm Format) ([]byte, error
 			return o.openInPlace(ctx, raw)
 		}
 		return f.p.Open(ctx, raw)
+	// A file sealed by another protection is not corrupt: a process that
+	// has that protection (a desktop session with the keyring, next to this
+	// one on the plaintext fallback) reads it.
 	case fm == FormatEnvelope:
-		return nil, fmt.Errorf("%w: the file is an msalcache envelope, encrypted with a key from the macOS Keychain or a Linux Secret Service; this cache is configured for %s protection, which cannot open it",
-			ErrCorrupt, f.p.Name())
+		return nil, fmt.Errorf("%w: the file is an msalcache envelope, encrypted with a key kept in the macOS Keychain or a Linux Secret Service, which this process does not use (its protection is %s), so it cannot open it; the file is left as it is. Unlock the keyring (or start one for this session) so that this process uses it too, or give this process a cache path of its own (say, for headless use)",
+			ErrUnavailable, f.p.Name())
 	case fm == FormatDPAPI:
-		return nil, fmt.Errorf("%w: the file is a Windows DPAPI blob; only the Windows user who wrote it can decrypt it, on Windows (this cache is configured for %s protection)",
-			ErrCorrupt, f.p.Name())
+		return nil, fmt.Errorf("%w: the file is a Windows DPAPI blob, which only the Windows user who wrote it can open, on Windows (this process's protection is %s); the file is left as it is. Give this process a cache path of its own, or remove the file to start over",
+			ErrUnavailable, f.p.Name())
 	}
 	return nil, fmt.Errorf("%w: unrecognized content (neither JSON, an msalcache envelope nor a DPAPI blob)", ErrCorrupt)
 }

@@ -8,8 +8,9 @@ import (
 )
 
 // FuzzDecode feeds arbitrary bytes to the envelope decoder and to File's
-// format detection: no panic, every failure is ErrCorrupt, and nothing
-// decodes to more bytes than it was given (there is no length field to lie).
+// format detection: no panic, every failure is ErrCorrupt (ErrUnavailable
+// for a file sealed by another protection), and nothing decodes to more
+// bytes than it was given (there is no length field to lie).
 func FuzzDecode(f *testing.F) {
 	key := bytes.Repeat([]byte{7}, keySize)
 	k, err := newEnvelopeKey(key)
@@ -44,8 +45,15 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("parse: %v is not ErrCorrupt", err)
 		}
 		f := &File{path: "fuzz", p: p}
-		pt, err := f.decode(context.Background(), b, DetectFormat(b))
-		if err != nil && !errors.Is(err, ErrCorrupt) {
+		fm := DetectFormat(b)
+		pt, err := f.decode(context.Background(), b, fm)
+		switch {
+		case err == nil:
+		case fm == FormatDPAPI:
+			if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decode of a DPAPI blob by the envelope protection: %v is not ErrUnavailable alone", err)
+			}
+		case !errors.Is(err, ErrCorrupt):
 			t.Fatalf("decode: %v is not ErrCorrupt", err)
 		}
 		if len(pt) > len(b) {

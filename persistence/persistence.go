@@ -11,14 +11,17 @@ import (
 var (
 	// ErrUnavailable means the platform protection cannot be used right now:
 	// no D-Bus session bus, no Secret Service, a locked keyring or keychain, a
-	// keyring that does not answer in time. The error text says what to
-	// install, start or unlock. Nothing is written when this is returned.
+	// keyring that does not answer in time; or the file is sealed by a
+	// protection this process does not use (an envelope read by a process on
+	// the plaintext fallback, a DPAPI blob outside Windows), which another
+	// process can open. The error text says what to install, start or unlock.
+	// Nothing is written when this is returned.
 	ErrUnavailable = errors.New("persistence: protection unavailable")
 
 	// ErrCorrupt means the file exists but cannot be decrypted or parsed:
-	// garbage, a truncated or tampered file, a file sealed with another key, a
-	// key that was deleted from the keyring, or a format this protection
-	// cannot open. The error text names what was found.
+	// garbage, a truncated or tampered file, a file sealed with another key,
+	// or a key that was deleted from the keyring. The error text names what
+	// was found.
 	ErrCorrupt = errors.New("persistence: cache file corrupt")
 )
 

@@ -1,0 +1,15 @@
+//go:build !unix
+
+package pgserver
+
+import (
+	"errors"
+	"syscall"
+)
+
+// The launcher runs on Unix only (the tests that need PostgreSQL are not
+// built for Windows); these let the package compile there.
+
+func (s *Server) sysProcAttr() *syscall.SysProcAttr { return nil }
+
+func lookupPostgres() (*owner, error) { return nil, errors.ErrUnsupported }
