@@ -620,14 +620,18 @@ func (c *Cache) install(st fileState) {
 // write replaces the file with s and returns the new state; the lock is
 // held.
 func (c *Cache) write(ctx context.Context, st fileState, s *msaljson.Snapshot) (fileState, error) {
+	var v persistence.Version
+	var err error
 	if st.corrupt {
-		copyPath, err := c.file.Quarantine()
-		if err != nil {
-			return st, fmt.Errorf("keeping a copy of the unreadable cache file before overwriting it: %w", err)
+		// The unreadable file is kept aside as it is replaced, at no cost
+		// in disk space (persistence.File.Overwrite).
+		var copyPath string
+		if copyPath, v, err = c.file.Overwrite(ctx, s.Raw); err == nil && copyPath != "" {
+			c.log.Warn("msalcache: kept a copy of the unreadable token cache file", "copy", copyPath)
 		}
-		c.log.Warn("msalcache: kept a copy of the unreadable token cache file", "copy", copyPath)
+	} else {
+		v, err = c.file.Write(ctx, s.Raw)
 	}
-	v, err := c.file.Write(ctx, s.Raw)
 	if err != nil {
 		return st, err
 	}
