@@ -484,9 +484,12 @@ func (c *Cache) readLocked(ctx context.Context) (reading, error) {
 		return r, err
 	}
 	now := time.Now()
+	var since time.Time
 	c.mu.Lock()
 	had := len(c.state.raw) > 0 && !c.state.corrupt
-	since := c.state.flux.observe(now)
+	if had {
+		since = c.state.flux.observe(now)
+	}
 	c.mu.Unlock()
 	if !had {
 		return r, nil
