@@ -168,15 +168,15 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, _ cache.Replac
 	}
 	id := identity(u)
 	c.mu.Lock()
-	st := c.state
-	held := st.snap != nil && v == st.version && c.holds(id, st.snap)
+	snap, version := c.state.snap, c.state.version // not the whole state: this is the hot path
+	held := snap != nil && v == version && c.holds(id, snap)
 	c.mu.Unlock()
 	if held {
 		return nil // the hot path: one stat
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	if st.snap == nil || v != st.version {
+	if snap == nil || v != version {
 		if err := c.load(ctx); err != nil {
 			return fmt.Errorf("msalcache: loading the token cache: %w", err)
 		}
@@ -484,9 +484,12 @@ func (c *Cache) readLocked(ctx context.Context) (reading, error) {
 		return r, err
 	}
 	now := time.Now()
+	var since time.Time
 	c.mu.Lock()
 	had := len(c.state.raw) > 0 && !c.state.corrupt
-	since := c.state.flux.observe(now)
+	if had {
+		since = c.state.flux.observe(now)
+	}
 	c.mu.Unlock()
 	if !had {
 		return r, nil
@@ -617,14 +620,18 @@ func (c *Cache) install(st fileState) {
 // write replaces the file with s and returns the new state; the lock is
 // held.
 func (c *Cache) write(ctx context.Context, st fileState, s *msaljson.Snapshot) (fileState, error) {
+	var v persistence.Version
+	var err error
 	if st.corrupt {
-		copyPath, err := c.file.Quarantine()
-		if err != nil {
-			return st, fmt.Errorf("keeping a copy of the unreadable cache file before overwriting it: %w", err)
+		// The unreadable file is kept aside as it is replaced, at no cost
+		// in disk space (persistence.File.Overwrite).
+		var copyPath string
+		if copyPath, v, err = c.file.Overwrite(ctx, s.Raw); err == nil && copyPath != "" {
+			c.log.Warn("msalcache: kept a copy of the unreadable token cache file", "copy", copyPath)
 		}
-		c.log.Warn("msalcache: kept a copy of the unreadable token cache file", "copy", copyPath)
+	} else {
+		v, err = c.file.Write(ctx, s.Raw)
 	}
-	v, err := c.file.Write(ctx, s.Raw)
 	if err != nil {
 		return st, err
 	}

@@ -112,9 +112,10 @@
 //
 // A corrupt or undecryptable file (garbage, truncated, encrypted with a key
 // that is gone, a DPAPI blob from another Windows profile) is logged as a
-// warning and treated as an empty cache; before it is first overwritten it
-// is copied to "<path>.corrupt-<time>" (the newest few copies are kept;
-// Clear removes them). A file with some entries MSAL cannot read (written by
+// warning and treated as an empty cache; as it is first overwritten it is
+// kept as "<path>.corrupt-<time>" (the newest few copies are kept; Clear
+// removes them), which needs no free disk space (see
+// persistence.File.Overwrite). A file with some entries MSAL cannot read (written by
 // a newer or faulty library) loses only those: the rest load, and the next
 // write leaves them out, after the same copy. Logs and errors never quote
 // cache content (MSAL's and the JSON decoder's messages can quote a token),

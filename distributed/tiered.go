@@ -92,6 +92,7 @@ func Tiered(first, second Store) Store {
 		first:  first,
 		second: second,
 		dirty:  map[string]uint64{},
+		owed:   map[string]time.Duration{},
 		wake:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -115,9 +116,10 @@ type tiered struct {
 	first, second Store
 
 	mu        sync.Mutex
-	firstDown bool              // a call to first failed; none has succeeded since
-	dirty     map[string]uint64 // keys whose copy in first may be stale -> mark
-	marks     uint64            // the last mark given
+	firstDown bool                     // a call to first failed; none has succeeded since
+	dirty     map[string]uint64        // keys whose copy in first may be stale -> mark
+	marks     uint64                   // the last mark given
+	owed      map[string]time.Duration // touches second did not take -> their ttl
 
 	closed atomic.Bool
 	wake   chan struct{}
@@ -209,18 +211,31 @@ func (t *tiered) Store(ctx context.Context, key string, value []byte, prev, next
 	return nil
 }
 
+// Touch touches both layers. If second fails and first took the touch,
+// the touch of second is owed: retried in the background until second
+// takes it, and Touch returns nil, so that a Cache keeps reading the
+// copies first holds (a failed Touch would make it treat the whole store
+// as out).
 func (t *tiered) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	if t.closed.Load() {
 		return errTieredClosed
 	}
+	touched := false
 	if down, _ := t.state(key); !down {
 		fctx, cancel := firstContext(ctx)
-		if err := t.first.Touch(fctx, key, ttl); err != nil {
+		err := t.first.Touch(fctx, key, ttl)
+		cancel()
+		if err != nil {
 			t.firstFailed(ctx, err)
 		}
-		cancel()
+		touched = err == nil
 	}
-	return t.second.Touch(ctx, key, ttl)
+	err := t.second.Touch(ctx, key, ttl)
+	if err != nil && touched && ctx.Err() == nil {
+		t.owe(key, ttl)
+		return nil
+	}
+	return err
 }
 
 // Close stops the background repair and closes both layers.

@@ -159,6 +159,38 @@ func (t *tiered) clearDirty(key string, mark uint64) {
 	}
 }
 
+// owe records a touch that second did not take.
+func (t *tiered) owe(key string, ttl time.Duration) {
+	t.mu.Lock()
+	t.owed[key] = ttl
+	t.mu.Unlock()
+	t.poke()
+}
+
+// payOwed retries the touches second did not take; it stops at the first
+// failure.
+func (t *tiered) payOwed() {
+	t.mu.Lock()
+	owed := make(map[string]time.Duration, len(t.owed))
+	for k, ttl := range t.owed {
+		owed[k] = ttl
+	}
+	t.mu.Unlock()
+	for key, ttl := range owed {
+		ctx, cancel := context.WithTimeout(context.Background(), repairTimeout)
+		err := t.second.Touch(ctx, key, ttl)
+		cancel()
+		if err != nil {
+			return
+		}
+		t.mu.Lock()
+		if t.owed[key] == ttl {
+			delete(t.owed, key)
+		}
+		t.mu.Unlock()
+	}
+}
+
 // firstFailed records that a call to first failed, unless the caller gave
 // up: until the background probe finds first back, calls go to second.
 func (t *tiered) firstFailed(ctx context.Context, err error) {
@@ -198,9 +230,10 @@ func (t *tiered) repairLoop() {
 	}
 }
 
-// repair probes first if it is out, then repairs the keys marked. It
-// reports whether nothing is left to do.
+// repair pays the touches owed to second, probes first if it is out, then
+// repairs the keys marked. It reports whether nothing is left to do.
 func (t *tiered) repair() bool {
+	t.payOwed()
 	t.mu.Lock()
 	down := t.firstDown
 	work := make(map[string]uint64, len(t.dirty))
@@ -238,5 +271,5 @@ func (t *tiered) repair() bool {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.dirty) == 0 && !t.firstDown
+	return len(t.dirty) == 0 && !t.firstDown && len(t.owed) == 0
 }

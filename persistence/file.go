@@ -26,6 +26,9 @@ type File struct {
 	path  string
 	p     Protector
 	watch watcher // makes Stat cheap where the OS allows (watch_unix.go)
+	// link makes Overwrite's hard link; nil means os.Link. Tests stand in
+	// a file system without hard links.
+	link func(oldname, newname string) error
 }
 
 // Version identifies one state of the file: the file's identity, size and
@@ -204,7 +207,7 @@ func (f *File) Write(ctx context.Context, plaintext []byte) (Version, error) {
 	if err != nil {
 		return Version{}, err
 	}
-	return writeAtomic(ctx, f.path, sealed)
+	return writeAtomic(ctx, f.path, sealed, nil)
 }
 
 // Remove removes the cache file and the copies Quarantine kept of it (they
@@ -307,7 +310,9 @@ func sweepTemps(dir, name string) {
 
 // writeAtomic replaces path with data: temp file in the same directory,
 // write, sync, close, rename. The temp file is removed on every failure.
-func writeAtomic(ctx context.Context, path string, data []byte) (v Version, err error) {
+// If beforeRename is not nil, it runs once the temp file is complete, right
+// before the rename; if it fails, nothing is renamed.
+func writeAtomic(ctx context.Context, path string, data []byte, beforeRename func() error) (v Version, err error) {
 	dir := filepath.Dir(path)
 	if err := makeDir(dir); err != nil {
 		return Version{}, err
@@ -343,6 +348,11 @@ func writeAtomic(ctx context.Context, path string, data []byte) (v Version, err 
 	fi, err := os.Stat(name)
 	if err != nil {
 		return Version{}, err
+	}
+	if beforeRename != nil {
+		if err := beforeRename(); err != nil {
+			return Version{}, err
+		}
 	}
 	if err := rename(ctx, name, path); err != nil {
 		return Version{}, err
