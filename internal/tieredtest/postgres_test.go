@@ -20,9 +20,9 @@ import (
 // postgres starts one PostgreSQL server for the test t and returns the
 // factory of backends on it: a redis-server each, and a table each, so that
 // every backend starts empty.
-func postgres(t *testing.T) (*pgtest.Server, func(t *testing.T, args ...string) *backend) {
+func postgres(t testing.TB) (*pgtest.Server, func(t testing.TB, args ...string) *backend) {
 	pg := pgtest.Start(t)
-	return pg, func(t *testing.T, args ...string) *backend {
+	return pg, func(t testing.TB, args ...string) *backend {
 		h := fnv.New64a()
 		h.Write([]byte(t.Name()))
 		table := pgstore.WithTable(fmt.Sprintf("tiered_%016x", h.Sum64()))
@@ -53,7 +53,7 @@ func TestConformanceRedisPostgres(t *testing.T) {
 
 func TestCacheRedisPostgres(t *testing.T) {
 	_, newBackend := postgres(t)
-	dcachetest.Run(t, stores(func(t *testing.T) *backend { return newBackend(t) }))
+	dcachetest.Run(t, stores(func(t testing.TB) *backend { return newBackend(t) }))
 }
 
 // TestHeadline is the headline test: Tiered(redis, postgres).
