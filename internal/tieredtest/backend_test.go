@@ -26,6 +26,9 @@ type backend struct {
 	calls  *calls                               // what the second layer's clients were asked
 	// inspect is a client of the second layer for the test's checks.
 	inspect distributed.Store
+	// statements, if not nil, counts the statements the server executed
+	// on the backend's table (PostgreSQL's own count).
+	statements func() int64
 }
 
 // failing makes the replicas opened from now on share one client of the
