@@ -4,7 +4,6 @@ package persistence
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -27,9 +26,6 @@ func platformCreationLock(ctx context.Context, service, account string) (unlock 
 	return unlock, nil
 }
 
-// errNoBus: no session bus to connect to.
-var errNoBus = errors.New("no D-Bus session bus")
-
 // keyLockName is the bus name that serializes creating the key of the item
 // service/account. Any one connection to the bus may own it at a time; the
 // bus frees it when that connection closes, so also when its process dies.
@@ -42,11 +38,11 @@ func keyLockName(service, account string) string {
 // closes the connection, which frees the name.
 func busCreationLock(ctx context.Context, service, account string) (unlock func() error, err error) {
 	if err := sessionBusCheck(); err != nil {
-		return nil, errors.Join(errNoBus, err)
+		return nil, err
 	}
 	conn, err := connectBus(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("connecting to the D-Bus session bus: %w", err)
 	}
 	name := keyLockName(service, account)
 	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
@@ -55,7 +51,7 @@ func busCreationLock(ctx context.Context, service, account string) (unlock func(
 			name, uint32(dbus.NameFlagDoNotQueue)).Store(&reply)
 		if err != nil {
 			conn.Close()
-			return nil, err
+			return nil, fmt.Errorf("owning %s on the D-Bus session bus: %w", name, err)
 		}
 		if dbus.RequestNameReply(reply) == dbus.RequestNameReplyPrimaryOwner {
 			return conn.Close, nil

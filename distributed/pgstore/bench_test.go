@@ -5,6 +5,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -102,4 +103,25 @@ func BenchmarkNotice(b *testing.B) {
 	b.ReportMetric(float64(delays[len(delays)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(delays[len(delays)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(delays[len(delays)-1].Microseconds()), "max-µs")
+}
+
+// BenchmarkCleanup measures the cleanup of 100,000 expired rows while 4
+// goroutines Load and Store, and reports the longest and the p99 call.
+func BenchmarkCleanup(b *testing.B) {
+	srv := pgtest.Start(b)
+	s := open(b, srv.URL(), WithCleanupInterval(0))
+	var took time.Duration
+	var deleted int64
+	var calls []time.Duration
+	for i := 0; b.Loop(); i++ {
+		f := cleanupUnderLoad(b, srv, s, fmt.Sprintf("%d:", i), 100_000)
+		took += f.res.took
+		deleted += f.res.deleted
+		calls = append(calls, f.calls...)
+	}
+	slices.Sort(calls)
+	b.ReportMetric(took.Seconds()/float64(b.N), "s/cleanup")
+	b.ReportMetric(float64(deleted)/took.Seconds(), "rows/s")
+	b.ReportMetric(float64(calls[len(calls)*99/100].Microseconds())/1000, "p99-call-ms")
+	b.ReportMetric(float64(calls[len(calls)-1].Microseconds())/1000, "max-call-ms")
 }

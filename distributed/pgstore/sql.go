@@ -98,8 +98,8 @@ SELECT `+notice+` FROM w`, table, "$4", "$5::text"),
 		tryLock: `SELECT pg_try_advisory_lock($1)`,
 		unlock:  `SELECT pg_advisory_unlock($1)`,
 		deleteExpired: q(`WITH d AS (
-	DELETE FROM %[1]s WHERE key IN (
-		SELECT key FROM %[1]s WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)
+	DELETE FROM %[1]s WHERE key = ANY(ARRAY(
+		SELECT key FROM %[1]s WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED))
 	AND expires_at <= now()
 	RETURNING key),
 g AS (SELECT key, (row_number() OVER ()) / %[2]d AS grp FROM d)
