@@ -64,12 +64,14 @@ type Cache struct {
 	mu      sync.Mutex
 	pending map[string]*pendingWrite // by partition key, during an outage
 	down    bool                     // the store failed and has not answered since
+	downAt  time.Time                // when down became true
 	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
 	probed  time.Time                // when a Replace's probe last failed
 	closed  bool
 	nviews  int
 
 	isClosed atomic.Bool // closed, for the hot path
+	recheck  atomic.Bool // the store's connection was lost or renewed: the write-back asks it (see verify)
 
 	wake chan struct{}
 	quit chan struct{}
@@ -167,6 +169,10 @@ func (c *Cache) storeKey(key string) string {
 func (c *Cache) notice(skey string) {
 	c.st.invalidations.Add(1)
 	c.l1.invalidate(skey)
+	if skey == "" {
+		c.recheck.Store(true)
+		c.poke()
+	}
 }
 
 // watch returns a watch of the store's notices for skey, taken before a
@@ -705,6 +711,9 @@ func (c *Cache) failed(ctx context.Context, err error) {
 	c.mu.Lock()
 	was := c.down
 	c.down = true
+	if !was {
+		c.downAt = time.Now()
+	}
 	c.mu.Unlock()
 	if !was {
 		c.log.Warn("distributed: the store is unavailable; serving tokens from process memory and keeping writes until it returns", "err", err)
@@ -750,6 +759,9 @@ func (c *Cache) writeBack() {
 			return
 		case <-c.wake:
 		case <-t.C:
+		}
+		if c.recheck.Swap(false) {
+			c.verify(context.Background())
 		}
 		if c.flush(context.Background()) {
 			wait = retryMin

@@ -187,6 +187,10 @@
 // read from the Cache's own counters (Stats) when the reader collects, so a
 // silent call costs nothing more; only real store calls are timed.
 //
+// Health reports whether the store answers, since when it is down and how
+// many writes wait, from the Cache's own calls and probes (no store call):
+// a readiness probe can call it on every request.
+//
 //	msalcache.distributed.hits            counter   {hit}          layer: memory (MSAL's), l1, store
 //	msalcache.distributed.misses          counter   {miss}         loads that found no partition
 //	msalcache.distributed.writes          counter   {write}        writes the store took
