@@ -8,8 +8,10 @@ import (
 // Health is what a Cache knows of its store, for a readiness probe or a
 // status page.
 type Health struct {
-	// StoreUp is false during an outage: the last store call failed and
-	// none has succeeded since. While it is false, MSAL is served from
+	// StoreUp is false during an outage: from a failed store call until
+	// one succeeds (or, while writes are kept, until the store takes a
+	// write: a store that answers reads and refuses writes is still out).
+	// While it is false, MSAL is served from
 	// process memory, writes are kept (Pending), and the store is probed in
 	// the background until it answers.
 	StoreUp bool
@@ -35,8 +37,8 @@ type Health struct {
 func (c *Cache) Health() Health {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h := Health{StoreUp: !c.down, Pending: len(c.pending), Closed: c.closed}
-	if c.down {
+	h := Health{StoreUp: !c.logged, Pending: len(c.pending), Closed: c.closed}
+	if c.logged {
 		h.DownSince = c.downAt
 	}
 	return h
