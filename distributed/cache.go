@@ -139,6 +139,9 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	if keys == nil && isShared(store) {
+		c.log.Warn("distributed: the store is shared and WithEncryptionKeys is not set: tokens are stored in clear, readable by whoever can read the store")
+	}
 	if n, ok := store.(Notifier); ok && cfg.l1 > 0 {
 		c.l1 = newL1(cfg.l1)
 		c.coherent = true
