@@ -822,7 +822,9 @@ func (c *Cache) Stats() Stats {
 
 // Close stops the write-back, tries once more (within the timeout) to write
 // what was kept during an outage, and reports what could not be written.
-// It does not close the store. Later calls return ErrClosed.
+// It does not close the store. A second Close returns nil and does
+// nothing; other calls after Close return ErrClosed (which wraps
+// net.ErrClosed).
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {

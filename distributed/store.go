@@ -42,8 +42,9 @@ type Store interface {
 	// expiration). It does not change the version.
 	Touch(ctx context.Context, key string, ttl time.Duration) error
 
-	// Close releases what the store holds (connections, goroutines). Calls
-	// after Close return an error.
+	// Close releases what the store holds (connections, goroutines). A
+	// second Close returns nil and does nothing; other calls after Close
+	// return an error wrapping net.ErrClosed (ErrClosed does).
 	Close() error
 }
 

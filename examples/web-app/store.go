@@ -35,7 +35,7 @@ func openTokenCache(o *storeOptions, appKeys [][]byte, log *slog.Logger, shared 
 	switch {
 	case shared != nil:
 	case o.store == "redis":
-		s, err := redisstore.Open(o.redisURL)
+		s, err := redisstore.Open(o.redisURL, redisstore.WithLogger(log))
 		if err != nil {
 			return nil, err
 		}
