@@ -3,7 +3,9 @@
 // user's home account ID; a client and tenant for app tokens) in a shared
 // Store, used by many goroutines, processes and machines at once.
 // NewMemoryStore keeps the blobs in the process; package redisstore keeps
-// them in Redis for many replicas.
+// them in Redis for many replicas, package pgstore in PostgreSQL; Tiered
+// puts two stores in tandem: Redis serving reads over a database that holds
+// the truth.
 //
 // # Wiring
 //
@@ -125,7 +127,9 @@
 //
 // # A store that loses its data (Redis without persistence)
 //
-// Run Redis with persistence (appendonly yes, with appendfsync everysec or
+// Put Redis in tandem with a database (Tiered, above): then a Redis that
+// loses its data costs one database read per partition and nothing else.
+// Otherwise run Redis with persistence (appendonly yes, with appendfsync everysec or
 // always) or with replicas that take over (Redis Sentinel, a Cluster with a
 // replica per master, a managed Redis that has both), so that a restart
 // keeps the partitions. If a Redis without persistence restarts, or its
@@ -141,6 +145,41 @@
 // were lost too, so writing back what each process remembers would bring
 // signed-out users' tokens back into the store. A web app that keeps its
 // sessions in the same Redis (as examples/web-app does) loses them too.
+//
+// # Redis and a database in tandem
+//
+// Tiered(first, second) is a Store in two layers, so that the Cache needs
+// no change: first (Redis) serves reads, second (pgstore) is the truth for
+// versions and tombstones. Nothing reaches first that second did not
+// commit: a write is a compare-and-set on second, then the same version is
+// written to first from the write's base; a key first does not hold is read
+// from second and copied to first, never over a copy someone wrote
+// meanwhile, and checked against second again after the copy. So:
+//
+//   - A flush or an empty restart of Redis signs nobody out and brings no
+//     signed-out user back: each partition, tombstones included, is read
+//     once from the database and served from Redis again. Redis needs no
+//     persistence.
+//   - The hot path does not change: a partition MSAL holds at the current
+//     version costs no Redis command and no query.
+//   - Redis down (or not answering within half the call's time): calls go
+//     to the database, none fails; what was written meanwhile is repaired in
+//     Redis when it answers again, before its copies are used by the
+//     process that wrote it.
+//   - Database down: partitions Redis holds are still served (a replica
+//     started during the outage too), writes fail and are kept by the Cache
+//     and written back when the database returns, as in any outage; touches
+//     are owed and paid then. Nothing is written to Redis meanwhile.
+//   - A copy that a failure left stale in Redis (the write to Redis failed)
+//     is repaired in the background by the process that wrote, and by the
+//     conflict of any write based on it: a writer that read it is told
+//     ErrConflict only after Redis holds the truth, so it never loops. What
+//     remains: a process that ended between its two writes, or a Redis
+//     restored from its own files after an outage in which others wrote,
+//     leaves copies that are served until written again or expired; run
+//     Redis without persistence under a tandem, or flush it after an outage.
+//
+// Tiered's Close closes both layers.
 //
 // # Concurrency
 //

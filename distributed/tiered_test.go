@@ -225,6 +225,35 @@ func TestTieredMissRacesWriter(t *testing.T) {
 	}
 }
 
+// TestTieredWriterPausedBetweenLayers: writer A committed v2 on the second
+// layer and has not yet written the first; writer B, who reads the old copy,
+// gets one conflict (which repairs the copy), then commits v3; A's late
+// write to the first layer fails and leaves v3 there.
+func TestTieredWriterPausedBetweenLayers(t *testing.T) {
+	td := newTandem(t)
+	a, b := td.open(t), td.open(t)
+	const k = "k"
+	v1, v2 := distributed.NewVersion(), distributed.NewVersion()
+	mustStore(t, a, k, "one", 0, v1)
+	g := newGate(func(c call) bool { return c.op == "store" && c.next == v2 })
+	td.first.setBefore(g.before)
+	done := make(chan error, 1)
+	go func() { done <- a.Store(context.Background(), k, []byte("two"), v1, v2, 0) }()
+	g.wait(t)
+	if v, ver := mustLoad(t, b, k); v != "one" || ver != v1 {
+		t.Fatalf("B loads %q at %d before A's write reached the first layer; want the old copy", v, ver)
+	}
+	increment(t, b, k, 2) // "two+" at v3
+	v3 := versionOf(t, td.second, k)
+	holds(t, "the first layer after B's write", td.flush, k, "two+", v3)
+	close(g.open)
+	if err := <-done; err != nil {
+		t.Fatalf("A's Store: %v", err)
+	}
+	holds(t, "the first layer after A's late write", td.flush, k, "two+", v3)
+	holds(t, "the second layer", td.second, k, "two+", v3)
+}
+
 // TestTieredStaleCopy: a copy in the first layer that the second replaced
 // (a process ended between its two writes) or expired is repaired by the
 // conflict of the next write based on it, before ErrConflict is returned:

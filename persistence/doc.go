@@ -91,11 +91,18 @@
 // password in the login keychain. Its secret is the standard, padded base64
 // of the 32-byte key. Probe uses a separate item whose account has ".probe"
 // appended, and deletes it. The key is created on the first Seal when the
-// keyring has none (Check never creates it). Creation holds a lock file in
-// the user's cache directory (os.UserCacheDir, "msalcache/key-<hash of the
-// item>.lockfile") and reads the item again first, so processes that create
-// the key of one item at the same time, for different cache files too, all
-// use one key. Deleting the item
+// keyring has none (Check never creates it). Creation holds a lock that
+// every process of the user shares, whatever its cache file and
+// environment, and reads the item again first, so processes that create the
+// key of one item at the same time, for cache files in different
+// directories too, all use one key. On Linux the lock is the name
+// "org.msalcache.KeyCreation.k<hash of the item>" on the D-Bus session bus
+// (the Secret Service's own bus: it needs no HOME or writable directory, and
+// the bus frees it when its holder dies); where the bus refuses the name (a
+// sandbox's filtered bus), and on macOS, it is a lock file in the user's
+// cache directory (os.UserCacheDir, "msalcache/key-<hash of the
+// item>.lockfile"). A lock that cannot be taken is an error wrapping
+// ErrUnavailable, and no key is stored. Deleting the item
 // makes existing cache files unreadable (ErrCorrupt: the cache starts empty
 // and the user signs in again).
 //

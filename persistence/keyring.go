@@ -58,9 +58,11 @@ func (osKeyring) Delete(service, account string) error { return keyring.Delete(s
 //
 // The key is fetched from the keyring at most once per Protector (and again
 // only when a file names another key), then kept in memory. It is created on
-// the first Seal if the keyring has none, under a lock file in the user's
-// cache directory, so that processes creating it at once agree on one key;
-// Check and Open never create it.
+// the first Seal if the keyring has none, under a lock that every process of
+// the user shares (on Linux a name on the D-Bus session bus, elsewhere a
+// lock file in the user's cache directory; see keylock.go), so that
+// processes creating it at once agree on one key; Check and Open never
+// create it.
 // Every keyring call runs under ctx, bounded by 5 s when ctx has no deadline;
 // on Linux no call is made unless a D-Bus session bus exists, so no
 // dbus-launch is ever spawned.
@@ -75,9 +77,9 @@ type keyringProtector struct {
 	store                  secretStore
 	preflight              func() error // checks the keyring can be called at all (session bus); may be nil
 	timeout                time.Duration
-	// createLock is the lock file that serializes creating the key among
-	// processes; empty means keyLockPath's (keylock.go).
-	createLock string
+	// creationLock serializes creating the key among processes
+	// (keylock.go).
+	creationLock creationLocker
 
 	// calls holds a token while a store call runs, so a call that hangs
 	// (and outlives its caller's context) is never joined by a second one.
@@ -100,7 +102,8 @@ func newKeyring(name, service, account string, store secretStore, preflight func
 	return &keyringProtector{
 		name: name, service: service, account: account,
 		store: store, preflight: preflight, timeout: defaultKeyringTimeout,
-		calls: make(chan struct{}, 1), keyLock: make(chan struct{}, 1),
+		creationLock: platformCreationLock,
+		calls:        make(chan struct{}, 1), keyLock: make(chan struct{}, 1),
 	}
 }
 

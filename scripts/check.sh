@@ -57,7 +57,7 @@ stage() {
 # exactly which to install and stops.
 packages() {
 	local need=(dbus dbus-daemon dbus-bin gnome-keyring libsecret-tools wine64
-		gcc-mingw-w64-x86-64 spin gcc libc6-dev nodejs npm chromium redis-server redis-tools
+		gcc-mingw-w64-x86-64 spin gcc libc6-dev nodejs npm chromium redis-server redis-tools postgresql
 		python3-msal-extensions python3-msal e2fsprogs mount)
 	local missing=() p
 	for p in "${need[@]}"; do

@@ -19,12 +19,15 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 
 	"github.com/msalcache/msalcache/distributed"
-	"github.com/msalcache/msalcache/distributed/redisstore"
 	"github.com/msalcache/msalcache/internal/fakeidp"
+	"github.com/msalcache/msalcache/internal/pgserver"
 	"github.com/msalcache/msalcache/internal/redisserver"
 )
 
-const modeClients = "MSAL Go confidential clients (one shared client per process) on Redis"
+const (
+	modeClients = "MSAL Go confidential clients (one shared client per process) on Redis"
+	modeTandem  = "MSAL Go confidential clients (one shared client per process) on distributed.Tiered(Redis, PostgreSQL)"
+)
 
 // Bounds of the coordinator's waits, beyond the run's duration.
 const (
@@ -44,6 +47,8 @@ type env struct {
 	idp      *fakeidp.Server
 	redis    *redisserver.Server // nil: an external Redis
 	redisURL string
+	pg       *pgserver.Server // --tandem only
+	pgURL    string
 	prefix   string
 	key      []byte
 }
@@ -67,7 +72,9 @@ func setUp(o options) (*env, func(), error) {
 	e.dir = dir
 	stops = append(stops, func() { os.RemoveAll(dir) })
 	if e.redisURL == "" {
-		e.redis, err = redisserver.Start(context.Background(), redisserver.Config{Dir: dir, AppendOnly: true})
+		// With --tandem, Redis runs without persistence: PostgreSQL keeps
+		// the partitions.
+		e.redis, err = redisserver.Start(context.Background(), redisserver.Config{Dir: dir, AppendOnly: !o.tandem})
 		if errors.Is(err, redisserver.ErrNotInstalled) {
 			err = errors.New("redis-server is not on PATH: install the Debian package redis-server, or pass --redis URL")
 		}
@@ -83,6 +90,14 @@ func setUp(o options) (*env, func(), error) {
 			defer cancel()
 			_ = deleteKeys(ctx, e.redisURL, e.prefix)
 		})
+	}
+	if o.tandem {
+		if e.pg, err = pgserver.Start(context.Background(), pgserver.Config{}); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		e.pgURL = e.pg.URL()
+		stops = append(stops, func() { _ = e.pg.Stop() })
 	}
 	if e.idp, err = fakeidp.Start(); err != nil {
 		stop()
@@ -109,6 +124,9 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 	}
 	defer stop()
 	r := newReport(modeClients)
+	if o.tandem {
+		r.mode = modeTandem
+	}
 	r.workers = fmt.Sprintf("%d processes × %d goroutines, %d users, %d daemon tenants", o.procs, o.goroutines, o.users, o.tenants)
 	r.partitions = -1
 
@@ -145,7 +163,7 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 	before := e.idp.Requests()
 
 	cfg := workerConfig{
-		RedisURL: e.redisURL, Prefix: workerPrefix(e.prefix), Key: e.key, CertPEM: e.idp.CertPEM(),
+		RedisURL: e.redisURL, PostgresURL: e.pgURL, Prefix: workerPrefix(e.prefix), Key: e.key, CertPEM: e.idp.CertPEM(),
 		Authority: e.idp.Authority(), Accounts: accounts, Tenants: tenants, Goroutines: o.goroutines,
 	}
 	ws, err := startWorkers(ctx, o.procs, cfg, stderr)
@@ -160,7 +178,17 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 	expected := 0 // token requests of the sign-ins during the outage
 	start := time.Now()
 	ws.send(lineGo)
-	if o.outage > 0 {
+	if o.tandem {
+		late, n, err := tandemFaults(ctx, o, e, ws, sg, r, start)
+		if err != nil {
+			return nil, err
+		}
+		expected = n
+		for _, a := range late {
+			partitions[a.HomeAccountID] = true
+		}
+		accounts = append(accounts, late...)
+	} else if o.outage > 0 {
 		killAt := (o.duration - o.outage) / 2
 		if !sleep(ctx, killAt) {
 			return nil, ctx.Err()
@@ -203,6 +231,7 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 		for _, a := range late {
 			partitions[a.HomeAccountID] = true
 		}
+		accounts = append(accounts, late...)
 		r.outage = fmt.Sprintf("redis-server killed (SIGKILL) at %.1f s, back at %.1f s (down %.1f s)",
 			down.Sub(start).Seconds(), back.Sub(start).Seconds(), back.Sub(down).Seconds())
 		r.late = fmt.Sprintf("%d users signed in while Redis was down; their tokens were written back %v after it returned, and the workers were given these users then",
@@ -231,6 +260,10 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 	if len(r.errors) > 5 {
 		r.errors = r.errors[:5]
 	}
+	if r.signedOut, err = signedOut(ctx, e, accounts); err != nil {
+		return nil, fmt.Errorf("a new replica after the run: %w", err)
+	}
+	r.users = len(accounts)
 	lost := e.idp.Requests().Sub(before)
 	lost.Token -= expected
 	lost.AuthorizationCodeGrant -= expected
@@ -243,7 +276,13 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 
 	ictx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	in, err := inspect(ictx, e.redisURL, e.prefix, e.key, partitions)
+	var in inspection
+	if o.tandem {
+		r.inspected = "PostgreSQL"
+		in, err = inspectPostgres(ictx, e.pgURL, e.prefix, e.key, partitions)
+	} else {
+		in, err = inspect(ictx, e.redisURL, e.prefix, e.key, partitions)
+	}
 	if err != nil {
 		return r, fmt.Errorf("reading the stored partitions: %w", err)
 	}
@@ -259,13 +298,13 @@ func lateUsers(o options) int { return max(1, o.users/10) }
 // token, so that the tokens are in Redis before the workers need them.
 type signer struct {
 	idp         *fakeidp.Server
-	store       *redisstore.Store
+	store       distributed.Store
 	cache       *distributed.Cache
 	web, daemon confidential.Client
 }
 
 func newSigner(e *env) (*signer, error) {
-	store, err := redisstore.Open(e.redisURL)
+	store, err := openStore(e.redisURL, e.pgURL)
 	if err != nil {
 		return nil, err
 	}

@@ -22,12 +22,40 @@ type inspection struct {
 
 // inspect reads every key of prefix from Redis, bypassing the Cache: each
 // value is the 8-byte version (redisstore) and the sealed record
-// (internal/recordfmt).
-// Each entry's partition is computed from the entry itself
+// (internal/recordfmt), checked by check.
+func inspect(ctx context.Context, redisURL, prefix string, key []byte, partitions map[string]bool) (inspection, error) {
+	client, err := openRaw(redisURL)
+	if err != nil {
+		return inspection{}, err
+	}
+	defer client.Close()
+	names, err := scan(ctx, client, prefix+"*")
+	if err != nil {
+		return inspection{}, err
+	}
+	records := map[string][]byte{}
+	for _, skey := range names {
+		raw, err := client.Do(ctx, client.B().Get().Key(skey).Build()).AsBytes()
+		if rueidis.IsRedisNil(err) {
+			continue // expired since the scan
+		}
+		if err != nil {
+			return inspection{}, fmt.Errorf("GET: %w", err)
+		}
+		if len(raw) < 8 {
+			return inspection{}, fmt.Errorf("stored partition %s: %d bytes, no version", skey, len(raw))
+		}
+		records[skey] = raw[8:]
+	}
+	return check(records, prefix, key, partitions)
+}
+
+// check opens the sealed records (store key -> record) and checks each
+// entry: its partition is computed from the entry itself
 // (msaljson.Snapshot.Partition) and compared with the partition the key
 // belongs to. partitions maps each partition key of the run to whether it
 // must be stored.
-func inspect(ctx context.Context, redisURL, prefix string, key []byte, partitions map[string]bool) (inspection, error) {
+func check(records map[string][]byte, prefix string, key []byte, partitions map[string]bool) (inspection, error) {
 	var in inspection
 	keys, err := seal.New(key)
 	if err != nil {
@@ -37,34 +65,15 @@ func inspect(ctx context.Context, redisURL, prefix string, key []byte, partition
 	for p := range partitions {
 		byStoreKey[recordfmt.StoreKey(prefix, p)] = p
 	}
-	client, err := openRaw(redisURL)
-	if err != nil {
-		return in, err
-	}
-	defer client.Close()
-	names, err := scan(ctx, client, prefix+"*")
-	if err != nil {
-		return in, err
-	}
 	seen := map[string]bool{}
-	for _, skey := range names {
-		raw, err := client.Do(ctx, client.B().Get().Key(skey).Build()).AsBytes()
-		if rueidis.IsRedisNil(err) {
-			continue // expired since the scan
-		}
-		if err != nil {
-			return in, fmt.Errorf("GET: %w", err)
-		}
+	for skey, rec := range records {
 		partition, ok := byStoreKey[skey]
 		if !ok {
 			in.unknown++
 			continue
 		}
 		seen[partition] = true
-		if len(raw) < 8 {
-			return in, fmt.Errorf("stored partition %s: %d bytes, no version", skey, len(raw))
-		}
-		h, js, err := recordfmt.Open(raw[8:], skey, keys)
+		h, js, err := recordfmt.Open(rec, skey, keys)
 		if err != nil {
 			return in, fmt.Errorf("stored partition %s: %w", skey, err)
 		}

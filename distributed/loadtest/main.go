@@ -3,20 +3,30 @@
 // way Go web apps hold it) used by many goroutines for many signed-in users
 // and daemon tenants, on one Redis, against the local identity provider of
 // internal/fakeidp. In the middle of the run it kills redis-server and
-// starts it again. It then prints:
+// starts it again. With --tandem the store is distributed.Tiered over Redis
+// and a PostgreSQL it starts too, and three faults come in turn: Redis is
+// flushed, Redis is killed and restarted empty (no persistence: the tandem
+// does not need it), PostgreSQL is killed and restarted. It then prints:
+//
+//   - signed-out users: users whose token a newly started replica cannot
+//     find silently after the run;
 //
 //   - failures: calls that returned an error or another user's token;
+//
 //   - lost tokens: token requests the identity provider received after the
 //     users signed in and the daemons got their first tokens (every later
 //     call should have been served from the cache);
+//
 //   - foreign entries: entries in a stored partition that belong to another
-//     partition, read from Redis directly (not through the Cache);
+//     partition, read from Redis directly (not through the Cache), or with
+//     --tandem from PostgreSQL, the layer that holds the truth;
+//
 //   - calls/s and the p50 and p99 latency of the calls.
 //
 // It exits 1 if there was any failure, lost token or foreign entry, 2 on a
 // usage error.
 //
-//	go run ./distributed/loadtest [--procs 4] [--goroutines 16] [--users 200] [--tenants 10] [--duration 20s]
+//	go run ./distributed/loadtest [--procs 4] [--goroutines 16] [--users 200] [--tenants 10] [--duration 20s] [--tandem]
 //
 // It starts its own redis-server (with an append-only file, so that the
 // data survives the kill) in a temporary directory unless --redis names
@@ -70,6 +80,7 @@ type options struct {
 	outage     time.Duration
 	redisURL   string
 	webApp     bool
+	tandem     bool
 }
 
 func parse(args []string, stderr io.Writer) (options, error) {
@@ -85,6 +96,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.Var(outage, "outage", "how long Redis is down in the middle of the run (default a quarter of --duration; 0: no outage)")
 	fs.BoolVar(&o.webApp, "web-app", false, "load two examples/web-app replicas over HTTP instead (request goroutines: procs × goroutines)")
 	fs.StringVar(&o.redisURL, "redis", "", "use this Redis (redis://host:port) instead of starting one; it is not killed")
+	fs.BoolVar(&o.tandem, "tandem", false, "run on distributed.Tiered(Redis, PostgreSQL), starting a PostgreSQL too (Debian package postgresql), Redis without persistence, and three faults: Redis flushed (FLUSHALL), Redis killed and restarted empty, PostgreSQL killed and restarted, each fault's outage lasting --outage")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: loadtest [flags]\n\nPuts the distributed token cache under a bounded load with a Redis outage in the middle.\nExit status: 0 clean run; 1 failures, lost tokens or foreign entries (or an error); 2 usage error.\n\nFlags:")
 		fs.PrintDefaults()
@@ -108,6 +120,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--duration: want 1s to 1h")
 	}
 	o.outage = o.duration / 4
+	if o.tandem {
+		o.outage = o.duration / 8
+	}
 	if outage.set {
 		o.outage = outage.d
 	}
@@ -116,6 +131,16 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.outage >= o.duration {
 		return o, errors.New("--outage: must be shorter than --duration")
+	}
+	if o.tandem {
+		switch {
+		case o.redisURL != "":
+			return o, errors.New("--tandem starts its own Redis and PostgreSQL: it does not take --redis")
+		case o.webApp:
+			return o, errors.New("--tandem and --web-app do not go together")
+		case o.outage > o.duration*3/10:
+			return o, errors.New("--outage: with --tandem, at most 3/10 of --duration (two servers are killed in turn)")
+		}
 	}
 	if o.redisURL != "" {
 		o.outage = 0

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/msalcache/msalcache/internal/msaljson"
+	"github.com/msalcache/msalcache/internal/pgtest"
 	"github.com/msalcache/msalcache/internal/recordfmt"
 	"github.com/msalcache/msalcache/internal/redistest"
 	"github.com/msalcache/msalcache/internal/seal"
@@ -66,14 +67,15 @@ func checkRun(t *testing.T, args []string, partitions int) {
 		`(?m)^result: +PASS$`,
 	}
 	if !slices.Contains(args, "--web-app") {
-		wants = append(wants, `(?m)^write-back: +2 users signed in while Redis was down; `)
+		wants = append(wants, `(?m)^write-back: +2 users signed in while Redis was down; `,
+			`(?m)^signed out: +0 of 22 users `)
 	}
 	for _, want := range wants {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("output does not match %s", want)
 		}
 	}
-	m := regexp.MustCompile(`(?m)^calls: +(\d+) \((\d+) while Redis was down\)$`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`(?m)^calls: +(\d+) \((\d+) while a server was down\)$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatal("no calls line")
 	}
@@ -85,6 +87,43 @@ func checkRun(t *testing.T, args []string, partitions int) {
 	}
 	if left, _ := os.ReadDir(tmp); len(left) > 0 {
 		t.Errorf("left behind in the temporary directory: %v", left)
+	}
+}
+
+// TestRunTandem runs the command on the tandem of Redis and PostgreSQL
+// with its three faults: Redis flushed, Redis killed and restarted empty,
+// PostgreSQL killed and restarted. No user is signed out, no call fails, no
+// token is lost, and the partitions PostgreSQL holds are each one user's.
+// Besides the 20 users, 2 more sign in while PostgreSQL is down.
+func TestRunTandem(t *testing.T) {
+	redistest.Require(t)
+	pgtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"--tandem", "--procs=2", "--goroutines=4", "--users=20", "--tenants=3", "--duration=10s", "--outage=1500ms"}, &stdout, &stderr)
+	out := stdout.String()
+	t.Logf("output:\n%s", out)
+	if code != exitOK {
+		t.Errorf("exit status %d, want %d; stderr:\n%s", code, exitOK, stderr.String())
+	}
+	for _, want := range []string{
+		`(?m)^mode: +.*Tiered\(Redis, PostgreSQL\)$`,
+		`(?m)^outage: +Redis flushed \(FLUSHALL\) at .*; redis-server killed \(SIGKILL\) at .* back empty at .*; PostgreSQL killed \(SIGKILL\) at .*, back at `,
+		`(?m)^write-back: +2 users signed in while PostgreSQL was down; `,
+		`(?m)^failures: +0 \(warm-up 0, while down 0\)$`,
+		`(?m)^signed out: +0 of 22 users `,
+		`(?m)^lost tokens: +0 `,
+		`(?m)^foreign entries: 0 \(in 25 stored partitions read from PostgreSQL; 0 unknown, 0 missing\)$`,
+		`(?m)^result: +PASS$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("output does not match %s", want)
+		}
+	}
+	m := regexp.MustCompile(`(?m)^calls: +(\d+) \((\d+) while a server was down\)$`).FindStringSubmatch(out)
+	if m == nil || m[1] == "0" || m[2] == "0" {
+		t.Errorf("calls line %q: want calls, some while a server was down", m)
 	}
 }
 

@@ -81,19 +81,22 @@ type report struct {
 	tokenRequests int // at the identity provider after warm-up: lost tokens
 	byGrant       string
 
+	signedOut, users int    // users a new replica could not serve after the run, of users; -1: not measured
+	inspected        string // where the stored partitions were read: "Redis" or "PostgreSQL"
+
 	partitions, foreign, unknown, missing int
 	stats                                 distributed.Stats // summed over the processes
 }
 
 func newReport(mode string) *report {
-	return &report{mode: mode, all: newPhase(), down: newPhase()}
+	return &report{mode: mode, all: newPhase(), down: newPhase(), signedOut: -1, inspected: "Redis"}
 }
 
 func (r *report) failures() int64 { return r.warmFailures + r.all.Failures }
 
 // clean reports whether the run held every promise.
 func (r *report) clean() bool {
-	return r.all.Calls > 0 && r.failures() == 0 && r.tokenRequests == 0 &&
+	return r.all.Calls > 0 && r.failures() == 0 && r.tokenRequests == 0 && r.signedOut <= 0 &&
 		r.foreign == 0 && r.unknown == 0 && r.missing == 0
 }
 
@@ -105,7 +108,7 @@ func (r *report) print(w io.Writer) {
 	if r.late != "" {
 		fmt.Fprintf(w, "write-back:      %s\n", r.late)
 	}
-	fmt.Fprintf(w, "calls:           %d (%d while Redis was down)\n", r.all.Calls, r.down.Calls)
+	fmt.Fprintf(w, "calls:           %d (%d while a server was down)\n", r.all.Calls, r.down.Calls)
 	if secs > 0 {
 		fmt.Fprintf(w, "calls/s:         %.0f\n", float64(r.all.Calls)/secs)
 	}
@@ -116,12 +119,15 @@ func (r *report) print(w io.Writer) {
 	for _, e := range r.errors {
 		fmt.Fprintf(w, "  e.g.           %s\n", e)
 	}
+	if r.signedOut >= 0 {
+		fmt.Fprintf(w, "signed out:      %d of %d users (a replica started after the run finds no token for them)\n", r.signedOut, r.users)
+	}
 	fmt.Fprintf(w, "lost tokens:     %d (token requests at the identity provider after sign-in%s)\n", r.tokenRequests, r.byGrant)
 	if r.partitions >= 0 {
-		fmt.Fprintf(w, "foreign entries: %d (in %d stored partitions read from Redis; %d unknown, %d missing)\n",
-			r.foreign, r.partitions, r.unknown, r.missing)
+		fmt.Fprintf(w, "foreign entries: %d (in %d stored partitions read from %s; %d unknown, %d missing)\n",
+			r.foreign, r.partitions, r.inspected, r.unknown, r.missing)
 	}
-	if r.mode == modeClients {
+	if r.mode == modeClients || r.mode == modeTandem {
 		s := r.stats
 		fmt.Fprintf(w, "cache:           memory hits %d, L1 hits %d, store reads %d, writes %d, conflicts %d, store errors %d, invalidations %d\n",
 			s.MemoryHits, s.L1Hits, s.StoreReads, s.Writes, s.Conflicts, s.Errors, s.Invalidations)

@@ -19,7 +19,6 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 
 	"github.com/msalcache/msalcache/distributed"
-	"github.com/msalcache/msalcache/distributed/redisstore"
 	"github.com/msalcache/msalcache/internal/fakeidp"
 )
 
@@ -46,15 +45,16 @@ const callTimeout = 30 * time.Second
 
 // workerConfig is what a worker process is told.
 type workerConfig struct {
-	ID         int
-	RedisURL   string
-	Prefix     string
-	Key        []byte // the Cache's encryption key
-	CertPEM    []byte // the identity provider's certificate
-	Authority  string
-	Accounts   []confidential.Account
-	Tenants    []string
-	Goroutines int
+	ID          int
+	RedisURL    string
+	PostgresURL string // --tandem: the second layer
+	Prefix      string
+	Key         []byte // the Cache's encryption key
+	CertPEM     []byte // the identity provider's certificate
+	Authority   string
+	Accounts    []confidential.Account
+	Tenants     []string
+	Goroutines  int
 }
 
 // workerResult is what a worker reports, as one JSON line on stdout.
@@ -113,7 +113,7 @@ type caller struct {
 func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	log = log.With("worker", cfg.ID)
-	store, err := redisstore.Open(cfg.RedisURL)
+	store, err := openStore(cfg.RedisURL, cfg.PostgresURL)
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,13 @@ func (s *Store) cleanup(ctx context.Context) (cleanupResult, error) {
 	if !res.ran {
 		return res, nil
 	}
+	if s.lockHeld != nil {
+		s.lockHeld(true)
+	}
 	defer func() {
+		if s.lockHeld != nil {
+			s.lockHeld(false)
+		}
 		uctx, cancel := context.WithTimeout(context.Background(), s.cfg.dialTimeout)
 		defer cancel()
 		if _, err := conn.Exec(uctx, s.q.unlock, s.lockID); err != nil {
@@ -69,13 +75,13 @@ func (s *Store) cleanup(ctx context.Context) (cleanupResult, error) {
 		}
 	}()
 	for {
-		tag, err := conn.Exec(ctx, s.q.deleteExpired, s.cfg.cleanupBatch)
-		if err != nil {
+		var n int64
+		if err := conn.QueryRow(ctx, s.q.deleteExpired, s.cfg.cleanupBatch).Scan(&n); err != nil {
 			res.took = time.Since(start)
 			return res, s.wrap("cleanup", err)
 		}
-		res.deleted += tag.RowsAffected()
-		if tag.RowsAffected() < s.cfg.cleanupBatch {
+		res.deleted += n
+		if n < s.cfg.cleanupBatch {
 			res.took = time.Since(start)
 			return res, nil
 		}

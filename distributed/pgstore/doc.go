@@ -69,9 +69,12 @@
 // job (pg_cron, a cron job with psql) that repeats, until it deletes no
 // row:
 //
-//	DELETE FROM msalcache_entries WHERE key IN (
+//	DELETE FROM msalcache_entries WHERE key = ANY(ARRAY(
 //		SELECT key FROM msalcache_entries WHERE expires_at <= now()
-//		LIMIT 500 FOR UPDATE SKIP LOCKED);
+//		LIMIT 500 FOR UPDATE SKIP LOCKED));
+//
+// (The array makes PostgreSQL look the 500 keys up in the primary key; an
+// IN (SELECT ...) is planned as a scan of the whole table per batch.)
 //
 // # Failures
 //

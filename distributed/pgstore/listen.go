@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -89,9 +90,17 @@ func (s *Store) relayOne(p string) {
 		return
 	}
 	token, key := p[:tokenLen], p[tokenLen:]
-	s.broadcast(key)
 	if token != cleanupToken {
+		s.broadcast(key)
 		s.echoes.heard(token)
+		return
+	}
+	if key == "" {
+		s.broadcast("")
+		return
+	}
+	for k := range strings.SplitSeq(key, "\n") {
+		s.broadcast(k)
 	}
 }
 

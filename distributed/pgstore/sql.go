@@ -40,6 +40,18 @@ const alive = `(expires_at IS NULL OR expires_at > now())`
 // a payload (8000 bytes).
 const notice = `pg_notify('%[1]s', %[3]s || CASE WHEN octet_length(key) < 7900 THEN key ELSE '' END)`
 
+// cleanupNotice sends the notice of up to keysPerNotice deleted keys, one
+// per line, after the cleanup's token; or only the token (anything may
+// have changed) when a key holds a line break or they are too long for a
+// payload. One notice per key would make the notices of a large cleanup
+// queue up ahead of the writers' for seconds.
+const cleanupNotice = `pg_notify('%[1]s', '%[3]s' || CASE
+	WHEN bool_or(strpos(key, E'\n') > 0) OR sum(octet_length(key) + 1) > 7900 THEN ''
+	ELSE string_agg(key, E'\n') END)`
+
+// keysPerNotice is how many deleted keys a notice of the cleanup names.
+const keysPerNotice = 50
+
 // tokenLen is the length of the token that starts a notice's payload;
 // cleanupToken is the token of the cleanup's deletions, which nobody waits
 // for.
@@ -59,7 +71,7 @@ type queries struct {
 	touch         string // $1 key, $2 ttl ms: sets the expiry of a live row
 	tryLock       string // $1 lock id: the cleanup's session lock, if free
 	unlock        string // $1 lock id
-	deleteExpired string // $1 batch size: deletes up to $1 expired rows not locked by a writer, then notifies
+	deleteExpired string // $1 batch size: deletes up to $1 expired rows not locked by a writer, notifies, returns the count
 	listen        string // subscribes the session to the table's notices
 }
 
@@ -86,11 +98,13 @@ SELECT `+notice+` FROM w`, table, "$4", "$5::text"),
 		tryLock: `SELECT pg_try_advisory_lock($1)`,
 		unlock:  `SELECT pg_advisory_unlock($1)`,
 		deleteExpired: q(`WITH d AS (
-	DELETE FROM %[1]s WHERE key IN (
-		SELECT key FROM %[1]s WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)
+	DELETE FROM %[1]s WHERE key = ANY(ARRAY(
+		SELECT key FROM %[1]s WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED))
 	AND expires_at <= now()
-	RETURNING key)
-SELECT `+notice+` FROM d`, table, "", "'"+cleanupToken+"'"),
+	RETURNING key),
+g AS (SELECT key, (row_number() OVER ()) / %[2]d AS grp FROM d)
+SELECT coalesce(sum(n), 0)::bigint FROM (
+	SELECT count(*) AS n, `+cleanupNotice+` AS sent FROM g GROUP BY grp) notices`, table, keysPerNotice, cleanupToken),
 		listen: q(`LISTEN %s`, table),
 	}
 }

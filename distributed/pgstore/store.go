@@ -48,6 +48,11 @@ type Store struct {
 	stop   context.CancelFunc // ends the goroutines' context
 	done   sync.WaitGroup     // the goroutines
 
+	// lockHeld, when set (by tests, before the cleanup starts), is called
+	// with true when a cleanup takes the advisory lock and with false
+	// before it releases it.
+	lockHeld func(held bool)
+
 	mu        sync.Mutex                         // serializes Notify
 	listeners atomic.Pointer[[]func(key string)] // replaced, never changed
 }

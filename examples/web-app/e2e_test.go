@@ -40,12 +40,21 @@ type replicaProcs struct {
 // and B, on redis.
 func startReplicas(t *testing.T, redis *redistest.Server) *replicaProcs {
 	t.Helper()
+	rp := startReplicasOn(t, "--redis", redis.URL())
+	rp.redis = redis
+	return rp
+}
+
+// startReplicasOn starts the identity provider and `web-app serve` twice, A
+// and B, on the store that storeArgs name.
+func startReplicasOn(t *testing.T, storeArgs ...string) *replicaProcs {
+	t.Helper()
 	idp, err := fakeidp.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(idp.Close)
-	rp := &replicaProcs{idp: idp, redis: redis, caFile: filepath.Join(t.TempDir(), "idp.pem"),
+	rp := &replicaProcs{idp: idp, caFile: filepath.Join(t.TempDir(), "idp.pem"),
 		key: base64.StdEncoding.EncodeToString(randomKey())}
 	if err := os.WriteFile(rp.caFile, idp.CertPEM(), 0o600); err != nil {
 		t.Fatal(err)
@@ -64,10 +73,9 @@ func startReplicas(t *testing.T, redis *redistest.Server) *replicaProcs {
 		t.Fatal(err)
 	}
 	for i, name := range []string{"A", "B"} {
-		p := start(t, []string{envClientSecret + "=" + testSecret, envKey + "=" + rp.key},
-			"serve", "--client-id", testClientID, "--authority", idp.Authority(), "--ca-file", rp.caFile,
-			"--redis", redis.URL(), "--addr", addrs[i], "--name", name,
-			"--scopes", testScope, "--api-url", idp.MeURL())
+		args := append([]string{"serve", "--client-id", testClientID, "--authority", idp.Authority(), "--ca-file", rp.caFile,
+			"--addr", addrs[i], "--name", name, "--scopes", testScope, "--api-url", idp.MeURL()}, storeArgs...)
+		p := start(t, []string{envClientSecret + "=" + testSecret, envKey + "=" + rp.key}, args...)
 		rp.procs = append(rp.procs, p)
 	}
 	for i, u := range rp.urls {

@@ -1,10 +1,10 @@
 // Command web-app is a confidential-client web app and daemon built on MSAL
 // Go and msalcache's distributed token cache: every user's tokens live in
-// their own partition of a shared store (process memory, or Redis for many
-// replicas), so any replica serves any signed-in user without asking the
+// their own partition of a shared store (process memory, or Redis, PostgreSQL
+// or both for many replicas), so any replica serves any signed-in user without asking the
 // identity provider again.
 //
-//	web-app serve  --client-id ID (--client-secret S | --client-cert PEM) [--redis URL]   the web app
+//	web-app serve  --client-id ID (--client-secret S | --client-cert PEM) [--redis URL] [--postgres URL]   the web app
 //	web-app daemon --client-id ID --tenants T1,T2 (--client-secret S | --client-cert PEM)  app tokens per tenant
 //	web-app demo   [--browser-check]                                                      all of it, locally
 //
@@ -131,7 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 func usage(w io.Writer) {
 	fmt.Fprint(w, `web-app is a confidential-client web app and daemon on MSAL Go, with the
 tokens of every user in their own partition of a distributed token cache
-(process memory, or Redis shared by many replicas).
+(process memory, or Redis, PostgreSQL or both, shared by many replicas).
 
 Usage: web-app COMMAND [flags]
 

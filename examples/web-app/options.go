@@ -34,6 +34,7 @@ const (
 	envKey          = "WEBAPP_KEY"
 	envStore        = "WEBAPP_STORE"
 	envRedis        = "WEBAPP_REDIS"
+	envPostgres     = "WEBAPP_POSTGRES"
 	envCacheTTL     = "WEBAPP_CACHE_TTL"
 	envStoreTimeout = "WEBAPP_STORE_TIMEOUT"
 	envName         = "WEBAPP_NAME"
@@ -53,6 +54,7 @@ type appOptions struct {
 // storeOptions say where the token cache lives and how it is protected.
 type storeOptions struct {
 	store, redisURL string
+	postgresURL     string
 	key             string
 	cacheTTL        time.Duration
 	timeout         time.Duration // of each store call; 0: defaultStoreTimeout
@@ -139,9 +141,14 @@ func (f *flagSet) appFlags(o *appOptions, defTenant string) {
 
 // storeFlags are the flags that say where the token cache lives.
 func (f *flagSet) storeFlags(o *storeOptions) {
-	f.string(&o.store, "store", envStore, "memory", "token cache store: memory (this process only) or redis (needs --redis)")
+	f.string(&o.store, "store", envStore, "memory",
+		"token cache store: memory (this process only), redis (needs --redis), postgres (needs --postgres) or redis+postgres (needs both)")
 	f.string(&o.redisURL, "redis", envRedis, "",
 		"Redis URL: redis://[user:pass@]host:port[/db], rediss:// for TLS, redis://h1:p1?addr=h2:p2 for a cluster; implies --store redis")
+	f.string(&o.postgresURL, "postgres", envPostgres, "",
+		"PostgreSQL URL: postgres://user:pass@host:port/db?sslmode=verify-full, the durable store (its tables are created when missing); "+
+			"alone it implies --store postgres; beside --redis, --store redis+postgres: Redis serves reads in front of PostgreSQL, "+
+			"which holds the truth, so a flushed or restarted Redis signs nobody out")
 	f.secret(&o.key, "key", envKey,
 		"the app's secret key: base64 of 32 random bytes (openssl rand -base64 32); seals cookies and encrypts the token cache. "+
 			"Replicas must share it; a comma-separated list rotates keys (the first seals, all open)")
@@ -280,20 +287,32 @@ func (o *appOptions) newClient(c *tokenCache) (confidential.Client, *http.Client
 
 // checkStore validates the store flags after parsing.
 func (f *flagSet) checkStore(o *storeOptions) error {
-	if o.redisURL != "" && (o.store == "memory" && f.set("store")) {
-		return usageError("--store memory and --redis: choose one")
-	}
-	if o.redisURL != "" {
-		o.store = "redis"
-	}
-	switch o.store {
-	case "memory":
-	case "redis":
-		if o.redisURL == "" {
-			return usageError("--store redis needs --redis URL (or %s)", envRedis)
+	if !f.set("store") {
+		switch {
+		case o.redisURL != "" && o.postgresURL != "":
+			o.store = "redis+postgres"
+		case o.redisURL != "":
+			o.store = "redis"
+		case o.postgresURL != "":
+			o.store = "postgres"
 		}
-	default:
-		return usageError("--store %q: want memory or redis", o.store)
+	}
+	needs := map[string][2]bool{ // store: needs Redis, needs PostgreSQL
+		"memory":         {false, false},
+		"redis":          {true, false},
+		"postgres":       {false, true},
+		"redis+postgres": {true, true},
+	}
+	need, ok := needs[o.store]
+	switch {
+	case !ok:
+		return usageError("--store %q: want memory, redis, postgres or redis+postgres", o.store)
+	case need[0] && o.redisURL == "":
+		return usageError("--store %s needs --redis URL (or %s)", o.store, envRedis)
+	case need[1] && o.postgresURL == "":
+		return usageError("--store %s needs --postgres URL (or %s)", o.store, envPostgres)
+	case !need[0] && o.redisURL != "", !need[1] && o.postgresURL != "":
+		return usageError("--store %s and the URLs given (--redis, --postgres): choose one", o.store)
 	}
 	if o.cacheTTL < 0 {
 		return usageError("--cache-ttl %v: want a positive duration", o.cacheTTL)

@@ -33,13 +33,16 @@ nonce checked), a page that calls a downstream API with a token from
 AcquireTokenSilent, and sign-out, which removes the user's tokens from the
 shared cache for every replica. Register the app in Microsoft Entra ID as a web
 app with the redirect URL --redirect-url, and give it a client secret or
-certificate. Run many replicas on one Redis (--redis) with the same --key and
-any of them serves any signed-in user.
+certificate. Run many replicas on one shared store with the same --key and any
+of them serves any signed-in user: Redis (--redis), PostgreSQL (--postgres), or
+both (Redis serves reads in front of PostgreSQL, which keeps every user signed
+in when Redis loses its data).
 
 Example:
   export WEBAPP_CLIENT_ID=... WEBAPP_TENANT=contoso.onmicrosoft.com WEBAPP_CLIENT_SECRET=...
   export WEBAPP_KEY=$(openssl rand -base64 32)
-  web-app serve --redis redis://127.0.0.1:6379 --redirect-url https://app.example/callback`)
+  web-app serve --redis redis://127.0.0.1:6379 --redirect-url https://app.example/callback
+  web-app serve --redis redis://127.0.0.1:6379 --postgres postgres://app:pw@db:5432/app --redirect-url https://app.example/callback`)
 	f.appFlags(&o.app, "organizations")
 	f.storeFlags(&o.store)
 	f.string(&o.addr, "addr", envAddr, defaultAddr, "address to listen on")
@@ -99,8 +102,8 @@ func appKeys(e *env, o *storeOptions) ([][]byte, error) {
 	if o.key != "" {
 		return parseKeys(o.key)
 	}
-	if o.store == "redis" {
-		return nil, usageError("--key (or %s) is required with Redis: every replica must seal and open the same cookies and tokens. Make one with: openssl rand -base64 32", envKey)
+	if o.store != "memory" {
+		return nil, usageError("--key (or %s) is required with Redis or PostgreSQL: every replica must seal and open the same cookies and tokens. Make one with: openssl rand -base64 32", envKey)
 	}
 	fmt.Fprintln(e.stderr, "web-app: no --key: using a random key for this process (what it seals and stores is unreadable after a restart)")
 	return [][]byte{randomKey()}, nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/msalcache/msalcache/distributed"
+	"github.com/msalcache/msalcache/distributed/pgstore"
 	"github.com/msalcache/msalcache/distributed/redisstore"
 	"github.com/msalcache/msalcache/internal/appkey"
 )
@@ -23,7 +24,7 @@ const recordPrefix = "msalcache-web-app:"
 type tokenCache struct {
 	store      distributed.Store
 	cache      *distributed.Cache
-	kind       string // "memory" or "redis"
+	kind       string // "memory", "redis", "postgres" or "redis+postgres"
 	ownedStore bool   // Close closes the store
 }
 
@@ -40,6 +41,23 @@ func openTokenCache(o *storeOptions, appKeys [][]byte, log *slog.Logger, shared 
 			return nil, err
 		}
 		store = s
+	case o.store == "postgres":
+		s, err := pgstore.Open(o.postgresURL, pgstore.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		store = s
+	case o.store == "redis+postgres":
+		r, err := redisstore.Open(o.redisURL, redisstore.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		p, err := pgstore.Open(o.postgresURL, pgstore.WithLogger(log))
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		store = distributed.Tiered(r, p) // closes both
 	default:
 		store = distributed.NewMemoryStore()
 	}

@@ -27,7 +27,11 @@ func TestUsage(t *testing.T) {
 		{"redis without key", nil, append([]string{"serve", "--redis", "redis://127.0.0.1:1"}, app...), "--key (or WEBAPP_KEY) is required with Redis"},
 		{"store redis without URL", nil, append([]string{"serve", "--store", "redis"}, app...), "--store redis needs --redis"},
 		{"memory and redis", nil, append([]string{"serve", "--store", "memory", "--redis", "redis://x:1"}, app...), "choose one"},
-		{"bad store", nil, append([]string{"serve", "--store", "disk"}, app...), `want memory or redis`},
+		{"bad store", nil, append([]string{"serve", "--store", "disk"}, app...), `want memory, redis, postgres or redis+postgres`},
+		{"postgres without key", nil, append([]string{"serve", "--postgres", "postgres://127.0.0.1:1/db"}, app...), "--key (or WEBAPP_KEY) is required with Redis or PostgreSQL"},
+		{"store postgres without URL", nil, append([]string{"serve", "--store", "postgres"}, app...), "--store postgres needs --postgres"},
+		{"tandem without postgres", nil, append([]string{"serve", "--store", "redis+postgres", "--redis", "redis://x:1"}, app...), "--store redis+postgres needs --postgres"},
+		{"redis store and postgres URL", nil, append([]string{"serve", "--store", "redis", "--redis", "redis://x:1", "--postgres", "postgres://x:1/db"}, app...), "choose one"},
 		{"bad key", nil, append([]string{"serve", "--key", "short"}, app...), "base64 of 32 random bytes"},
 		{"bad key from env", map[string]string{envKey: "short"}, append([]string{"serve"}, app...), "base64 of 32 random bytes"},
 		{"bad redirect", nil, append([]string{"serve", "--key", key, "--redirect-url", "http://h/cb"}, app...), "ending in /callback"},
@@ -39,7 +43,7 @@ func TestUsage(t *testing.T) {
 		{"extra argument", nil, append([]string{"serve", "now"}, app...), `unexpected argument "now"`},
 		{"unknown flag", nil, []string{"demo", "--frob"}, "flag provided but not defined"},
 		{"demo bad store", nil, []string{"demo", "--store", "disk"}, "want auto, redis or memory"},
-		{"secret from env", map[string]string{envClientID: "x", envClientSecret: "s", envStore: "disk"}, []string{"serve"}, "want memory or redis"},
+		{"secret from env", map[string]string{envClientID: "x", envClientSecret: "s", envStore: "disk"}, []string{"serve"}, "want memory, redis, postgres or redis+postgres"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := runIn(ctx, tc.env, tc.args...)

@@ -26,6 +26,9 @@ type backend struct {
 	calls  *calls                               // what the second layer's clients were asked
 	// inspect is a client of the second layer for the test's checks.
 	inspect distributed.Store
+	// statements, if not nil, counts the statements the server executed
+	// on the backend's table (PostgreSQL's own count).
+	statements func() int64
 }
 
 // failing makes the replicas opened from now on share one client of the
@@ -81,7 +84,7 @@ func (b *backend) redisCommands() int64 {
 
 // memoryBackend is a redis-server (args: its options) and a memory store as
 // the second layer, shared by the test's replicas.
-func memoryBackend(t *testing.T, args ...string) *backend {
+func memoryBackend(t testing.TB, args ...string) *backend {
 	b := &backend{name: "memory", redis: startRedis(t, args...), calls: &calls{}}
 	mem := distributed.NewMemoryStore()
 	t.Cleanup(func() { mem.Close() })
@@ -91,10 +94,10 @@ func memoryBackend(t *testing.T, args ...string) *backend {
 }
 
 // startRedis starts the redis-server of a backend.
-func startRedis(t *testing.T, args ...string) *redistest.Server { return redistest.Start(t, args...) }
+func startRedis(t testing.TB, args ...string) *redistest.Server { return redistest.Start(t, args...) }
 
 // stores is dcachetest's factory over one backend per behaviour test.
-func stores(newBackend func(t *testing.T) *backend) dcachetest.NewStore {
+func stores(newBackend func(t testing.TB) *backend) dcachetest.NewStore {
 	var mu sync.Mutex
 	backends := map[string]*backend{}
 	return func(t testing.TB) distributed.Store {
@@ -105,7 +108,7 @@ func stores(newBackend func(t *testing.T) *backend) dcachetest.NewStore {
 		mu.Lock()
 		b, ok := backends[name]
 		if !ok {
-			b = newBackend(t.(*testing.T))
+			b = newBackend(t)
 			backends[name] = b
 		}
 		mu.Unlock()

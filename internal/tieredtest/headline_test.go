@@ -129,7 +129,7 @@ func serve(ctx context.Context, t *testing.T, replicas []*replica, accounts []co
 // each fault the users who did not sign out are served silently, with no
 // token request, by the running replicas and by a new one, and those who
 // signed out stay signed out. The same scenario on Redis alone is logged.
-func headlineTest(t *testing.T, newBackend func(t *testing.T, args ...string) *backend) {
+func headlineTest(t *testing.T, newBackend func(t testing.TB, args ...string) *backend) {
 	for _, f := range faults {
 		t.Run("tandem/"+f.name, func(t *testing.T) {
 			b := newBackend(t)

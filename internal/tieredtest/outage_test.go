@@ -25,6 +25,10 @@ func hotPath(t *testing.T, b *backend) {
 	if err := dcachetest.Silent(ctx, app, a); err != nil {
 		t.Fatal(err)
 	}
+	var sql int64
+	if b.statements != nil {
+		sql = b.statements()
+	}
 	redis, second := b.redisCommands(), b.calls.total()
 	const calls = 2000
 	for range calls {
@@ -36,6 +40,16 @@ func hotPath(t *testing.T, b *backend) {
 	t.Logf("%d silent hits on Tiered(redis, %s): %d Redis commands, %d calls to the second layer", calls, b.name, r, s)
 	if r != 0 || s != 0 {
 		t.Errorf("%d silent hits cost %d Redis commands and %d calls to the second layer; want 0 and 0", calls, r, s)
+	}
+	if b.statements != nil {
+		n := b.statements() - sql
+		t.Logf("PostgreSQL executed %d statements on the table during them (pg_stat_statements)", n)
+		if n != 0 {
+			t.Errorf("%d silent hits cost %d SQL statements, want 0", calls, n)
+		}
+		if b.statements() == 0 {
+			t.Error("pg_stat_statements counted none of the sign-in's statements: the count is blind")
+		}
 	}
 }
 
