@@ -11,6 +11,7 @@ import (
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/internal/dcachetest"
@@ -49,7 +50,8 @@ func (n *naive) Export(ctx context.Context, m cache.Marshaler, h cache.ExportHin
 }
 
 // BenchmarkSilentHit: AcquireTokenSilent of a cached token for one user,
-// with no plugin (MSAL's own memory), the Cache on the memory store, the
+// with no plugin (MSAL's own memory), the Cache on the memory store (and
+// with a MeterProvider: its metrics must cost the hot path nothing), the
 // Cache without its in-process layer (every call asks the store), and the
 // naive plugin.
 func BenchmarkSilentHit(b *testing.B) {
@@ -60,6 +62,11 @@ func BenchmarkSilentHit(b *testing.B) {
 		{"no-plugin", func(*testing.B) cache.ExportReplace { return nil }},
 		{"memory-store", func(b *testing.B) cache.ExportReplace {
 			return dcachetest.NewCache(b, distributed.NewMemoryStore())
+		}},
+		{"memory-store-metrics", func(b *testing.B) cache.ExportReplace {
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			b.Cleanup(func() { mp.Shutdown(context.Background()) })
+			return dcachetest.NewCache(b, distributed.NewMemoryStore(), distributed.WithMeterProvider(mp))
 		}},
 		{"memory-store-no-L1", func(b *testing.B) cache.ExportReplace {
 			return dcachetest.NewCache(b, distributed.NewMemoryStore(), distributed.WithL1(0))

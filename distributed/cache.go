@@ -57,6 +57,7 @@ type Cache struct {
 	coherent bool
 	log      *slog.Logger
 	st       counters
+	metrics  *metrics // nil: no MeterProvider
 
 	views sync.Map // cache.Unmarshaler or cache.Marshaler (the MSAL manager) -> *view
 
@@ -78,12 +79,14 @@ type Cache struct {
 type counters struct {
 	l1Hits, memHits, storeReads, misses, writes, conflicts atomic.Int64
 	errors, invalidations, unmarshals, dropped, rejected   atomic.Int64
+	storeHits                                              atomic.Int64
 }
 
 // Stats are the Cache's counters since New.
 type Stats struct {
 	L1Hits        int64 // partitions served from the in-process layer
 	MemoryHits    int64 // Replace calls that found MSAL holding the partition at the current version: nothing to do
+	StoreHits     int64 // Replace calls that loaded the partition from the store
 	StoreReads    int64 // loads from the store
 	Misses        int64 // loads that found no partition (absent, removed, or not decryptable)
 	Writes        int64 // successful writes to the store, tombstones included
@@ -146,6 +149,11 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		c.l1 = newL1(cfg.l1)
 		c.coherent = true
 		n.Notify(c.notice)
+	}
+	if cfg.meter != nil {
+		if c.metrics, c.store, err = newMetrics(c, cfg.meter, store); err != nil {
+			return nil, fmt.Errorf("distributed: WithMeterProvider: %w", err)
+		}
 	}
 	go c.writeBack()
 	return c, nil
@@ -292,6 +300,9 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		return nil
 	}
 	rec := c.decode(value, skey, v.memoOf(key))
+	if value != nil && !rec.removed {
+		c.st.storeHits.Add(1)
+	}
 	if c.coherent && !rec.removed {
 		c.l1.put(skey, ver, rec, w.stamp)
 	}
@@ -809,6 +820,7 @@ func (c *Cache) Stats() Stats {
 		Unmarshals:    c.st.unmarshals.Load(),
 		Dropped:       c.st.dropped.Load(),
 		Rejected:      c.st.rejected.Load(),
+		StoreHits:     c.st.storeHits.Load(),
 	}
 	if c.l1 != nil {
 		s.Bytes = c.l1.size()
@@ -836,6 +848,9 @@ func (c *Cache) Close() error {
 	c.mu.Unlock()
 	close(c.quit)
 	<-c.done
+	if err := c.metrics.close(); err != nil {
+		c.log.Debug("distributed: unregistering the metrics", "err", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.timeout)
 	defer cancel()
 	if !c.flush(ctx) {

@@ -181,6 +181,27 @@
 //
 // Tiered's Close closes both layers.
 //
+// # Operating it
+//
+// WithMeterProvider publishes these instruments through OpenTelemetry's
+// metric API (scope github.com/msalcache/msalcache/distributed); the
+// application picks the SDK and the exporter. The counters and gauges are
+// read from the Cache's own counters (Stats) when the reader collects, so a
+// silent call costs nothing more; only real store calls are timed.
+//
+//	msalcache.distributed.hits            counter   {hit}          layer: memory (MSAL's), l1, store
+//	msalcache.distributed.misses          counter   {miss}         loads that found no partition
+//	msalcache.distributed.writes          counter   {write}        writes the store took
+//	msalcache.distributed.conflicts       counter   {conflict}     compare-and-set refusals (merged, retried)
+//	msalcache.distributed.dropped_writes  counter   {write}        writes dropped: their partition was removed
+//	msalcache.distributed.rejected        counter   {partition}    stored partitions that did not decrypt or parse
+//	msalcache.distributed.invalidations   counter   {invalidation} notices of changes made elsewhere
+//	msalcache.distributed.store.errors    counter   {error}        store calls that failed
+//	msalcache.distributed.store.duration  histogram s              store calls; operation: load, store, touch
+//	msalcache.distributed.pending_writes  updown    {write}        writes kept for the store's return
+//	msalcache.distributed.l1.size         updown    By             bytes held by the in-process layer
+//	msalcache.distributed.store.down      updown    {outage}       1 while the store is out, else 0
+//
 // # Concurrency
 //
 // A Cache is safe for concurrent use and may serve any number of MSAL

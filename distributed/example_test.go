@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 
@@ -41,4 +42,28 @@ func Example() {
 	}
 	fmt.Println(c.Stats().Writes, "write (the tombstone)")
 	// Output: 1 write (the tombstone)
+}
+
+// Redis serves the reads and a database holds the truth. Here both layers
+// are memory stores; in production, Tiered(redisstore.Open(...),
+// pgstore.Open(...)). A first layer that loses its data (a new, empty one
+// in front of the same database) still finds every value.
+func ExampleTiered() {
+	ctx := context.Background()
+	db := distributed.NewMemoryStore()
+	store := distributed.Tiered(distributed.NewMemoryStore(), db)
+	defer store.Close() // closes both layers
+	v := distributed.NewVersion()
+	if err := store.Store(ctx, "partition", []byte("signed out"), 0, v, time.Hour); err != nil {
+		log.Fatal(err)
+	}
+
+	emptied := distributed.Tiered(distributed.NewMemoryStore(), db)
+	defer emptied.Close()
+	value, version, err := emptied.Load(ctx, "partition")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(value), version == v)
+	// Output: signed out true
 }

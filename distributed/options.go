@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/msalcache/msalcache/internal/seal"
 )
 
@@ -32,6 +34,7 @@ type config struct {
 	l1      int64
 	logger  *slog.Logger
 	timeout time.Duration
+	meter   metric.MeterProvider
 
 	// Unexported knobs of the working set (see view), for tests.
 	viewMax   int

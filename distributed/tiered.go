@@ -64,13 +64,15 @@ const (
 //     remembered, read from second, and repaired in the background once
 //     first answers again, before their copies are used.
 //   - While second fails, keys that first holds are still loaded from it;
-//     Store and Touch fail (the Cache keeps its writes and writes them back
-//     when second returns), and nothing is written to first.
-//   - Touch touches both layers.
+//     Store fails (the Cache keeps its writes and writes them back when
+//     second returns), and nothing is written to first.
+//   - Touch touches both layers. A touch that first took and second did
+//     not is owed to second and paid in the background, and Touch returns
+//     nil: the Cache goes on reading what first holds.
 //
-// What it does not promise: a copy that a process left stale in first (its
-// write to first failed and the process ended before repairing it, or a
-// Redis that came back from its files with copies older than what other
+// What it does not promise: a copy that a process left stale in first (it
+// ended between its write to second and its write or repair of first, or
+// a Redis came back from its files with copies older than what other
 // processes wrote during its outage) is served until a write to that key
 // repairs it or the copy expires. Run first with persistence off, or
 // flush it after an outage, if that matters more than the reads it saves.

@@ -16,6 +16,10 @@ import (
 	"github.com/msalcache/msalcache/internal/redistest"
 )
 
+// dialTimeout bounds the connections of the tests' clients: generous, the
+// machine may be loaded.
+const dialTimeout = 5 * time.Second
+
 // A backend is one test's deployment of the two layers: a redis-server and
 // a second layer. open returns a new tandem over it: one replica's
 // connections to both.
@@ -52,7 +56,7 @@ func (b *backend) shareSecond(t testing.TB) {
 // open returns a new tandem on b, closed with t.
 func (b *backend) open(t testing.TB) distributed.Store {
 	t.Helper()
-	r, err := redisstore.Open(b.redis.URL(), redisstore.WithDialTimeout(time.Second))
+	r, err := redisstore.Open(b.redis.URL(), redisstore.WithDialTimeout(dialTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +69,7 @@ func (b *backend) open(t testing.TB) distributed.Store {
 // tandem), closed with t.
 func (b *backend) redisOnly(t testing.TB) distributed.Store {
 	t.Helper()
-	r, err := redisstore.Open(b.redis.URL(), redisstore.WithDialTimeout(time.Second))
+	r, err := redisstore.Open(b.redis.URL(), redisstore.WithDialTimeout(dialTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,19 +104,22 @@ func startRedis(t testing.TB, args ...string) *redistest.Server { return rediste
 func stores(newBackend func(t testing.TB) *backend) dcachetest.NewStore {
 	var mu sync.Mutex
 	backends := map[string]*backend{}
-	return func(t testing.TB) distributed.Store {
-		t.Helper()
-		// The behaviour test is the first two levels of the name
-		// (TestX/SharedClient); deeper subtests share its data.
-		name := strings.Join(strings.SplitN(t.Name(), "/", 3)[:min(2, strings.Count(t.Name(), "/")+1)], "/")
+	backendOf := func(name string, t testing.TB) *backend {
 		mu.Lock()
+		defer mu.Unlock() // newBackend may end the test (t.Fatal)
 		b, ok := backends[name]
 		if !ok {
 			b = newBackend(t)
 			backends[name] = b
 		}
-		mu.Unlock()
-		return b.open(t)
+		return b
+	}
+	return func(t testing.TB) distributed.Store {
+		t.Helper()
+		// The behaviour test is the first two levels of the name
+		// (TestX/SharedClient); deeper subtests share its data.
+		name := strings.Join(strings.SplitN(t.Name(), "/", 3)[:min(2, strings.Count(t.Name(), "/")+1)], "/")
+		return backendOf(name, t).open(t)
 	}
 }
 

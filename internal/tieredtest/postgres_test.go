@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"testing"
-	"time"
 
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/distributed/pgstore"
@@ -35,7 +34,7 @@ func postgres(t testing.TB) (*pgtest.Server, func(t testing.TB, args ...string) 
 		}
 		openPG := func(t testing.TB) *pgstore.Store {
 			t.Helper()
-			s, err := pgstore.Open(pg.URL(), table, pgstore.WithDialTimeout(time.Second))
+			s, err := pgstore.Open(pg.URL(), table, pgstore.WithDialTimeout(dialTimeout))
 			if err != nil {
 				t.Fatal(err)
 			}
