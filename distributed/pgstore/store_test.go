@@ -5,8 +5,11 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,3 +171,145 @@ func TestSchema(t *testing.T) {
 		t.Errorf("Open of a schema of a later release = %v", err)
 	}
 }
+
+// recorder collects what a Notify callback hears.
+type recorder struct {
+	mu    sync.Mutex
+	heard []string
+}
+
+func (r *recorder) hear(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.heard = append(r.heard, key)
+}
+
+// count returns how many times key was heard.
+func (r *recorder) count(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, k := range r.heard {
+		if k == key {
+			n++
+		}
+	}
+	return n
+}
+
+// TestListenerReconnect: when the notice connection is killed on the
+// server, the listeners hear "" (changes may be missed), the Store listens
+// again and they hear "" once more, and later changes are heard; writes
+// meanwhile neither fail nor wait for their own notice.
+func TestListenerReconnect(t *testing.T) {
+	srv := pgtest.Start(t)
+	s, writer := open(t, srv.URL()), open(t, srv.URL())
+	var r recorder
+	s.Notify(r.hear)
+	killed, err := srv.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN ` + DefaultTable + `'`)
+	if err != nil || killed != 2 { // the two Stores' notice connections
+		t.Fatalf("terminating the notice connections: %d, %v", killed, err)
+	}
+	start := time.Now()
+	v := distributed.NewVersion()
+	if err := writer.Store(bg(t), "during", []byte("x"), 0, v, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("a write while the notice connection was down took %v", d)
+	}
+	waitFor(t, `"" heard on the loss and on the return`, func() bool { return r.count("") >= 2 })
+	// The notice connection may come back a moment after the "": write
+	// until a write is heard.
+	i := 0
+	waitFor(t, "a change after the return is heard", func() bool {
+		i++
+		k := fmt.Sprintf("after-%d", i)
+		if err := writer.Store(bg(t), k, []byte("x"), 0, distributed.NewVersion(), 0); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		return r.count(k) > 0
+	})
+}
+
+// TestServerDown: with the server killed, each call fails within its ctx
+// (no hang); once it is restarted, calls work again with the data of
+// before (PostgreSQL committed it), and the listeners were told "".
+//
+// Neither its errors nor its log lines show the URL's password (the server
+// trusts the connection, so any password will do) or a value.
+func TestServerDown(t *testing.T) {
+	srv := pgtest.Start(t)
+	const password, secretValue = "s3cret-pw", "VALUE-4f1c"
+	var logs strings.Builder
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	url := strings.Replace(srv.URL(), "//app@", "//app:"+password+"@", 1)
+	s := open(t, url, WithDialTimeout(time.Second), WithLogger(log))
+	var r recorder
+	s.Notify(r.hear)
+	var errs []error
+	defer func() {
+		logMu.Lock()
+		defer logMu.Unlock()
+		for _, text := range append([]string{logs.String()}, fmt.Sprint(errs)) {
+			if strings.Contains(text, password) || strings.Contains(text, secretValue) {
+				t.Errorf("a log line or an error shows the password or a value:\n%s", text)
+			}
+		}
+		if !strings.Contains(logs.String(), "notice connection") {
+			t.Errorf("the loss of the notice connection was not logged:\n%s", logs.String())
+		}
+	}()
+	v := distributed.NewVersion()
+	if err := s.Store(bg(t), "k", []byte("before"), 0, v, 0); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	const timeout = 300 * time.Millisecond
+	for name, call := range map[string]func(context.Context) error{
+		"Load": func(ctx context.Context) error { _, _, err := s.Load(ctx, "k"); return err },
+		"Store": func(ctx context.Context) error {
+			return s.Store(ctx, "k", []byte(secretValue), v, distributed.NewVersion(), 0)
+		},
+		"Touch": func(ctx context.Context) error { return s.Touch(ctx, "k", time.Minute) },
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		start := time.Now()
+		err := call(ctx)
+		took := time.Since(start)
+		cancel()
+		errs = append(errs, err)
+		if err == nil {
+			t.Errorf("%s succeeded with the server down", name)
+		}
+		if took > timeout+time.Second {
+			t.Errorf("%s with the server down took %v (ctx timeout %v)", name, took, timeout)
+		}
+	}
+	waitFor(t, `"" heard after the kill`, func() bool { return r.count("") >= 1 })
+	srv.Restart()
+	waitFor(t, "Load works again, with the data of before", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		value, ver, err := s.Load(ctx, "k")
+		if err == nil && (ver != v || string(value) != "before") {
+			t.Fatalf("after the restart: %q, version %d; want before, %d", value, ver, v)
+		}
+		return err == nil
+	})
+	waitFor(t, `"" heard once the notice connection is back`, func() bool { return r.count("") >= 2 })
+	if err := s.Store(bg(t), "k", []byte("after"), v, distributed.NewVersion(), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writerFunc is an io.Writer.
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

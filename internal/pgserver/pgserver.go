@@ -320,10 +320,11 @@ func (s *Server) URL() string {
 // Dir returns the server's directory (data/, the socket, postgres.log).
 func (s *Server) Dir() string { return s.dir }
 
-// Kill kills the postmaster (SIGKILL: no shutdown, no checkpoint, as in
-// a crash) and waits, bounded, until it is gone. Its backends notice and
-// exit on their own soon after, closing their connections. Committed data
-// survives: the server replays its write-ahead log when it is restarted.
+// Kill kills the server (SIGKILL to the postmaster and, on Linux, to its
+// backends: no shutdown, no checkpoint, as in a crash of its host) and
+// waits, bounded, until they are gone: no connection is answered after
+// Kill returns. Committed data survives: the server replays its
+// write-ahead log when it is restarted.
 func (s *Server) Kill() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -336,20 +337,31 @@ func (s *Server) kill() error {
 		return nil
 	default:
 	}
-	_ = s.cmd.Process.Kill()
+	kids := killTree(s.cmd.Process)
+	deadline := time.NewTimer(exitTimeout)
+	defer deadline.Stop()
 	select {
 	case <-s.exited:
-		return nil
-	case <-time.After(exitTimeout):
+	case <-deadline.C:
 		return fmt.Errorf("pgserver: postgres (pid %d) did not exit within %v of SIGKILL", s.cmd.Process.Pid, exitTimeout)
 	}
+	for _, k := range kids {
+		for alive(k) {
+			select {
+			case <-deadline.C:
+				return fmt.Errorf("pgserver: a backend of postgres (pid %d) did not exit within %v of SIGKILL", k, exitTimeout)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // Restart kills the server if it runs, starts it again on the same port
 // and data directory and waits, bounded, until it accepts a connection
-// (after replaying its log). While the killed server's backends are still
-// exiting, the new one refuses to start; Restart tries again until they
-// are gone.
+// (after replaying its log). While a killed server's backends are still
+// exiting (where Kill could not kill them), the new one refuses to start;
+// Restart tries again until they are gone.
 func (s *Server) Restart(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

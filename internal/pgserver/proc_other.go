@@ -4,6 +4,7 @@ package pgserver
 
 import (
 	"errors"
+	"os"
 	"syscall"
 )
 
@@ -13,3 +14,8 @@ import (
 func (s *Server) sysProcAttr() *syscall.SysProcAttr { return nil }
 
 func lookupPostgres() (*owner, error) { return nil, errors.ErrUnsupported }
+
+func killTree(p *os.Process) []int {
+	_ = p.Kill()
+	return nil
+}

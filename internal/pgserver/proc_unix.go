@@ -4,6 +4,7 @@ package pgserver
 
 import (
 	"fmt"
+	"os"
 	"os/user"
 	"strconv"
 	"syscall"
@@ -18,6 +19,19 @@ func (s *Server) sysProcAttr() *syscall.SysProcAttr {
 	}
 	setPdeathsig(attr)
 	return attr
+}
+
+// killTree kills the postmaster p and its children, the backends: it
+// stops p first, so that it starts no backend meanwhile. It returns the
+// children it killed.
+func killTree(p *os.Process) []int {
+	_ = p.Signal(syscall.SIGSTOP)
+	kids := children(p.Pid)
+	for _, k := range kids {
+		_ = syscall.Kill(k, syscall.SIGKILL)
+	}
+	_ = p.Kill()
+	return kids
 }
 
 // lookupPostgres returns the postgres user, which Debian's packages create.

@@ -27,9 +27,19 @@ func TestKillRestart(t *testing.T) {
 	if n := s.Statements("INSERT INTO t") - before; n != 3 {
 		t.Errorf("pg_stat_statements counted %d inserts, want 3", n)
 	}
+	held, err := pgx.Connect(context.Background(), s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close(context.Background())
 	s.Kill()
 	if _, err := s.Exec("SELECT 1"); err == nil {
-		t.Fatal("a statement succeeded after Kill")
+		t.Fatal("a statement on a new connection succeeded after Kill")
+	}
+	// A connection opened before is not served either: its backend died
+	// with the server.
+	if _, err := held.Exec(context.Background(), "SELECT 1"); err == nil {
+		t.Fatal("a statement on a connection opened before Kill succeeded after it")
 	}
 	s.Restart()
 	if s.Addr() != addr {
