@@ -64,6 +64,8 @@ type Cache struct {
 	mu      sync.Mutex
 	pending map[string]*pendingWrite // by partition key, during an outage
 	down    bool                     // the store failed and has not answered since
+	refused bool                     // the last write the store was asked to take failed
+	logged  bool                     // the outage was logged and its end was not
 	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
 	probed  time.Time                // when a Replace's probe last failed
 	closed  bool
@@ -98,7 +100,7 @@ type Stats struct {
 	Rejected      int64 // stored blobs that did not decrypt or parse (each one also a miss)
 	Bytes         int64 // bytes held by the in-process layer now
 	Pending       int   // writes kept for the store's return
-	StoreDown     bool  // the last store call failed and none has succeeded since (an outage)
+	StoreDown     bool  // the last store call failed and none has succeeded since, or writes are kept and the store refused the last one (an outage)
 }
 
 // A pendingWrite is a change of a partition that the store could not take
@@ -589,6 +591,7 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
+		c.setRefused(ctx, err != nil)
 		if err != nil {
 			c.failed(ctx, err)
 			return writeResult{outcome: failed}
@@ -695,6 +698,17 @@ func (c *Cache) isDown() bool {
 	return c.down
 }
 
+// setRefused records whether the store took the last write it was asked
+// to take (a call whose caller gave up tells nothing).
+func (c *Cache) setRefused(ctx context.Context, refused bool) {
+	if refused && ctx.Err() != nil {
+		return
+	}
+	c.mu.Lock()
+	c.refused = refused
+	c.mu.Unlock()
+}
+
 // failed records a store failure; the first one of an outage is logged. A
 // call that failed because its caller gave up does not count.
 func (c *Cache) failed(ctx context.Context, err error) {
@@ -703,24 +717,31 @@ func (c *Cache) failed(ctx context.Context, err error) {
 	}
 	c.st.errors.Add(1)
 	c.mu.Lock()
-	was := c.down
 	c.down = true
+	log := !c.logged
+	c.logged = true
 	c.mu.Unlock()
-	if !was {
+	if log {
 		c.log.Warn("distributed: the store is unavailable; serving tokens from process memory and keeping writes until it returns", "err", err)
 		c.poke()
 	}
 }
 
 // recovered records a store success; the end of an outage is logged and
-// everything learned from the store before is verified again.
+// everything learned from the store before is verified again. A store that
+// answers reads but refused the last write while writes are kept (a
+// READONLY Redis, a tandem whose database is down) serves reads, but its
+// outage has not ended: it ends when a write is taken.
 func (c *Cache) recovered() {
 	c.mu.Lock()
-	was := c.down
 	c.down = false
 	n := len(c.pending)
+	ended := c.logged && !(c.refused && n > 0)
+	if ended {
+		c.logged = false
+	}
 	c.mu.Unlock()
-	if was {
+	if ended {
 		c.log.Info("distributed: the store is available again; writing back the writes kept", "pending", n)
 		if c.l1 != nil {
 			c.notice("")
@@ -737,26 +758,33 @@ func (c *Cache) poke() {
 }
 
 // writeBack runs until Close: while the store is out or writes are kept, it
-// probes the store and writes them back.
+// probes the store and writes them back. After a turn that failed it waits
+// (jittered, growing up to retryMax) and is not woken meanwhile: a store
+// that answers reads and refuses writes would otherwise wake it at once.
 func (c *Cache) writeBack() {
 	defer close(c.done)
 	wait := retryMin
 	t := time.NewTimer(time.Hour)
 	t.Stop()
+	backoff := false
 	for {
+		wake := c.wake
+		if backoff {
+			wake = nil
+		}
 		select {
 		case <-c.quit:
 			t.Stop()
 			return
-		case <-c.wake:
+		case <-wake:
 		case <-t.C:
 		}
 		if c.flush(context.Background()) {
-			wait = retryMin
+			wait, backoff = retryMin, false
 			continue
 		}
-		t.Reset(wait)
-		wait = min(2*wait, retryMax)
+		t.Reset(wait/2 + rand.N(wait/2))
+		wait, backoff = min(2*wait, retryMax), true
 	}
 }
 
@@ -824,7 +852,7 @@ func (c *Cache) Stats() Stats {
 	}
 	c.mu.Lock()
 	s.Pending = len(c.pending)
-	s.StoreDown = c.down
+	s.StoreDown = c.down || (c.refused && s.Pending > 0)
 	c.mu.Unlock()
 	return s
 }

@@ -88,9 +88,13 @@
 //     meanwhile wait briefly for that answer or fail over at once. So a
 //     store that is out, even one that accepts calls but never answers,
 //     costs such calls a short wait now and then, not the timeout each.
-//     The outage and the recovery are logged once each. While the store is
-//     out, changes made elsewhere to the partitions a client holds are not
-//     seen.
+//     The outage and the recovery are logged once each. A store that
+//     answers reads but refuses writes (a READONLY Redis after a failover, a
+//     Redis out of memory, a tandem whose database is down) serves reads,
+//     but its outage ends only when it takes a kept write: until then the
+//     write-back retries a few times a second (jittered), not at once. While
+//     the store is out, changes made elsewhere to the partitions a client
+//     holds are not seen.
 //   - A store that lost its data (see below) is the truth: users sign in
 //     again.
 //   - Security. With WithEncryptionKeys each blob is AES-256-GCM sealed,
