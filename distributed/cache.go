@@ -144,6 +144,9 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	if keys == nil && isShared(store) {
+		c.log.Warn("distributed: the store is shared and WithEncryptionKeys is not set: tokens are stored in clear, readable by whoever can read the store")
+	}
 	if n, ok := store.(Notifier); ok && cfg.l1 > 0 {
 		c.l1 = newL1(cfg.l1)
 		c.coherent = true
@@ -859,7 +862,9 @@ func (c *Cache) Stats() Stats {
 
 // Close stops the write-back, tries once more (within the timeout) to write
 // what was kept during an outage, and reports what could not be written.
-// It does not close the store. Later calls return ErrClosed.
+// It does not close the store. A second Close returns nil and does
+// nothing; other calls after Close return ErrClosed (which wraps
+// net.ErrClosed).
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {

@@ -101,8 +101,10 @@
 //     with the store key as additional data: a blob copied to another key
 //     does not open. A blob that does not open (other keys, tampered) is a
 //     miss and a warning; it is never handed to MSAL. Without keys, blobs
-//     are stored in clear: fine for NewMemoryStore, not for a shared Redis.
-//     Nothing secret is logged.
+//     are stored in clear: fine for NewMemoryStore, not for a shared Redis;
+//     New logs one warning for a store that says it is shared (Sharer:
+//     redisstore, pgstore) without keys. Nothing secret is logged, and
+//     nothing at all without WithLogger.
 //
 // # What MSAL Go v1.10 lets a cache do, and what it does not
 //
@@ -211,5 +213,8 @@
 // working set is held while MSAL's memory is replaced (an in-memory
 // operation), so that the Cache knows what MSAL holds. Close stops the
 // background write-back after one more attempt; it does not close the
-// store, which its opener closes after the Cache.
+// store, which its opener closes after the Cache. Close is idempotent, on
+// the Cache and on every Store of this module: a second call returns nil
+// and does nothing; other calls after Close return ErrClosed, which wraps
+// net.ErrClosed.
 package distributed

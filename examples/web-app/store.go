@@ -36,7 +36,7 @@ func openTokenCache(o *storeOptions, appKeys [][]byte, log *slog.Logger, shared 
 	switch {
 	case shared != nil:
 	case o.store == "redis":
-		s, err := redisstore.Open(o.redisURL)
+		s, err := redisstore.Open(o.redisURL, redisstore.WithLogger(log))
 		if err != nil {
 			return nil, err
 		}
@@ -48,7 +48,7 @@ func openTokenCache(o *storeOptions, appKeys [][]byte, log *slog.Logger, shared 
 		}
 		store = s
 	case o.store == "redis+postgres":
-		r, err := redisstore.Open(o.redisURL)
+		r, err := redisstore.Open(o.redisURL, redisstore.WithLogger(log))
 		if err != nil {
 			return nil, err
 		}
