@@ -67,7 +67,10 @@ func TestSharedStoreInClearWarns(t *testing.T) {
 		{"shared, encrypted", sharedStore{NewMemoryStore(), true}, true, false},
 		{"says not shared", sharedStore{NewMemoryStore(), false}, false, false},
 		{"memory store", NewMemoryStore(), false, false},
+		{"Tiered, one layer shared", Tiered(NewMemoryStore(), sharedStore{NewMemoryStore(), true}), false, true},
+		{"Tiered, no layer shared", Tiered(NewMemoryStore(), NewMemoryStore()), false, false},
 	} {
+		t.Cleanup(func() { tc.store.Close() })
 		var buf bytes.Buffer
 		opts := []Option{WithLogger(slog.New(slog.NewTextHandler(&buf, nil)))}
 		if tc.keys {

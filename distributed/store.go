@@ -81,6 +81,9 @@ func isShared(s Store) bool {
 	return ok && sh.Shared()
 }
 
+// Shared reports whether one of the tandem's layers is shared (Sharer).
+func (t *tiered) Shared() bool { return isShared(t.first) || isShared(t.second) }
+
 // NewVersion returns a random non-zero Version for the next write.
 func NewVersion() Version {
 	for {
