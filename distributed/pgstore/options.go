@@ -113,8 +113,3 @@ func WithHealthTimeout(d time.Duration) Option {
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) { c.log = l })
 }
-
-// withCleanupBatch sets how many rows one cleanup statement deletes (tests).
-func withCleanupBatch(n int64) Option {
-	return optionFunc(func(c *config) { c.cleanupBatch = n })
-}
