@@ -67,6 +67,7 @@ type Cache struct {
 	refused bool                     // the last write the store was asked to take failed
 	logged  bool                     // the outage was logged and its end was not
 	downAt  time.Time                // when logged became true
+	used    bool                     // a store call succeeded once
 	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
 	probed  time.Time                // when a Replace's probe last failed
 	closed  bool
@@ -74,6 +75,9 @@ type Cache struct {
 
 	isClosed atomic.Bool // closed, for the hot path
 	recheck  atomic.Bool // the store's connection was lost or renewed: the write-back asks it (see verify)
+	markDue  atomic.Bool // the write-back checks the store's marker (see checkMarker)
+	marker   marker      // the store's marker as last seen; only the write-back goroutine
+	marks    bool        // the store may lose its data: the marker is kept (not the memory store)
 
 	wake chan struct{}
 	quit chan struct{}
@@ -83,7 +87,7 @@ type Cache struct {
 type counters struct {
 	l1Hits, memHits, storeReads, misses, writes, conflicts atomic.Int64
 	errors, invalidations, unmarshals, dropped, rejected   atomic.Int64
-	storeHits                                              atomic.Int64
+	storeHits, emptied                                     atomic.Int64
 }
 
 // Stats are the Cache's counters since New.
@@ -100,6 +104,7 @@ type Stats struct {
 	Unmarshals    int64 // times MSAL's memory was replaced
 	Dropped       int64 // writes dropped because their partition was removed after they began
 	Rejected      int64 // stored blobs that did not decrypt or parse (each one also a miss)
+	Emptied       int64 // times the store was found to have lost its data (see the package doc)
 	Bytes         int64 // bytes held by the in-process layer now
 	Pending       int   // writes kept for the store's return
 	StoreDown     bool  // the last store call failed and none has succeeded since, or writes are kept and the store refused the last one (an outage)
@@ -146,6 +151,8 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	_, inMemory := store.(*memoryStore)
+	c.marks = !inMemory
 	if keys == nil && isShared(store) {
 		c.log.Warn("distributed: the store is shared and WithEncryptionKeys is not set: tokens are stored in clear, readable by whoever can read the store")
 	}
@@ -752,7 +759,17 @@ func (c *Cache) recovered() {
 	if ended {
 		c.logged = false
 	}
+	first := !c.used
+	c.used = true
 	c.mu.Unlock()
+	if c.marks && (ended || first) {
+		// First use, or the end of an outage: the write-back checks the
+		// store's marker.
+		c.markDue.Store(true)
+		if first {
+			c.poke()
+		}
+	}
 	if ended {
 		c.log.Info("distributed: the store is available again; writing back the writes kept", "pending", n)
 		if c.l1 != nil {
@@ -793,6 +810,8 @@ func (c *Cache) writeBack() {
 		}
 		if c.recheck.Swap(false) {
 			c.verify(context.Background())
+		} else if c.markDue.Swap(false) {
+			c.checkMarker(context.Background())
 		}
 		if c.flush(context.Background()) {
 			wait, backoff = retryMin, false
@@ -861,6 +880,7 @@ func (c *Cache) Stats() Stats {
 		Dropped:       c.st.dropped.Load(),
 		Rejected:      c.st.rejected.Load(),
 		StoreHits:     c.st.storeHits.Load(),
+		Emptied:       c.st.emptied.Load(),
 	}
 	if c.l1 != nil {
 		s.Bytes = c.l1.size()

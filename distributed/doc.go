@@ -150,6 +150,22 @@
 // signed-out users' tokens back into the store. A web app that keeps its
 // sessions in the same Redis (as examples/web-app does) loses them too.
 //
+// The Cache says so. At its first use of a store it writes a marker (one
+// key under the key prefix, no expiry, nothing secret); when the store
+// reports a lost or re-established connection, and when an outage ends, it
+// reads the marker on its background goroutine (never on the hot path). A
+// marker gone, or written again by another process, means the store lost
+// its data: the Cache logs one warning naming the cause and the fixes
+// above, counts it (Stats.Emptied, the metric
+// msalcache.distributed.store.emptied) and writes the marker again. A
+// Redis restarted with its data (appendonly), or a tandem (whose database
+// still holds the marker), is not reported. Limits: in a Redis Cluster the
+// marker lives on one node, so a node that restarts empty is seen only if
+// it holds it (give each master a replica); a Redis that evicts keys under
+// memory pressure (an allkeys-* policy) may evict the marker, and is then
+// reported, which is true of what it evicted. The memory store keeps no
+// marker: it lives and dies with the process.
+//
 // # Redis and a database in tandem
 //
 // Tiered(first, second) is a Store in two layers, so that the Cache needs
@@ -205,6 +221,7 @@
 //	msalcache.distributed.rejected        counter   {partition}    stored partitions that did not decrypt or parse
 //	msalcache.distributed.invalidations   counter   {invalidation} notices of changes made elsewhere
 //	msalcache.distributed.store.errors    counter   {error}        store calls that failed
+//	msalcache.distributed.store.emptied   counter   {event}        the store was found to have lost its data (below)
 //	msalcache.distributed.store.duration  histogram s              store calls; operation: load, store, touch
 //	msalcache.distributed.pending_writes  updown    {write}        writes kept for the store's return
 //	msalcache.distributed.l1.size         updown    By             bytes held by the in-process layer

@@ -46,7 +46,14 @@ func (c *Cache) Health() Health {
 
 // verify asks the store, on the write-back goroutine, after it said its
 // connection was lost or re-established: a failure starts an outage (and
-// the write-back's probes), a success ends one.
+// the write-back's probes), a success ends one. The question is the
+// store's marker when the Cache keeps one: a store re-established empty is
+// reported.
 func (c *Cache) verify(ctx context.Context) {
+	if c.marks {
+		c.markDue.Store(false)
+		c.checkMarker(ctx)
+		return
+	}
 	c.loadValue(ctx, c.cfg.prefix+"probe")
 }

@@ -71,6 +71,7 @@ func newMetrics(c *Cache, mp metric.MeterProvider, store Store) (*metrics, Store
 	rejected := counter("msalcache.distributed.rejected", "{partition}", "Stored partitions that did not decrypt or parse.")
 	invalidations := counter("msalcache.distributed.invalidations", "{invalidation}", "Notices from the store that a partition changed elsewhere.")
 	errorsC := counter("msalcache.distributed.store.errors", "{error}", "Store calls that failed.")
+	emptied := counter("msalcache.distributed.store.emptied", "{event}", "Times the store was found to have lost its data (a restart without persistence, a flush).")
 	pending := gauge("msalcache.distributed.pending_writes", "{write}", "Writes kept in this process for the store's return.")
 	l1Bytes := gauge("msalcache.distributed.l1.size", "By", "Bytes held by the in-process layer.")
 	down := gauge("msalcache.distributed.store.down", "{outage}", "Whether the store is out: 1 from a failed call until one succeeds, else 0.")
@@ -94,6 +95,7 @@ func newMetrics(c *Cache, mp metric.MeterProvider, store Store) (*metrics, Store
 		o.ObserveInt64(rejected, s.Rejected)
 		o.ObserveInt64(invalidations, s.Invalidations)
 		o.ObserveInt64(errorsC, s.Errors)
+		o.ObserveInt64(emptied, s.Emptied)
 		o.ObserveInt64(pending, int64(s.Pending))
 		o.ObserveInt64(l1Bytes, s.Bytes)
 		var d int64
@@ -102,7 +104,7 @@ func newMetrics(c *Cache, mp metric.MeterProvider, store Store) (*metrics, Store
 		}
 		o.ObserveInt64(down, d)
 		return nil
-	}, hits, misses, writes, conflicts, dropped, rejected, invalidations, errorsC, pending, l1Bytes, down)
+	}, hits, misses, writes, conflicts, dropped, rejected, invalidations, errorsC, emptied, pending, l1Bytes, down)
 	if err != nil {
 		return nil, nil, err
 	}

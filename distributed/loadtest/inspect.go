@@ -67,6 +67,9 @@ func check(records map[string][]byte, prefix string, key []byte, partitions map[
 	}
 	seen := map[string]bool{}
 	for skey, rec := range records {
+		if skey == recordfmt.MarkerKey(prefix) {
+			continue // the Cache's marker (it tells a store that lost its data), no partition
+		}
 		partition, ok := byStoreKey[skey]
 		if !ok {
 			in.unknown++

@@ -14,6 +14,7 @@ import (
 
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/internal/fakeidp"
+	"github.com/msalcache/msalcache/internal/recordfmt"
 )
 
 // Run runs every behaviour test over stores from newStore.
@@ -596,7 +597,10 @@ func Expiry(t *testing.T, newStore NewStore) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	var user, appTTL []time.Duration
-	for _, d := range rec.TTLs {
+	for key, d := range rec.TTLs {
+		if key == recordfmt.MarkerKey(distributed.DefaultKeyPrefix) {
+			continue // the Cache's marker, no partition
+		}
 		if d == ttl {
 			user = append(user, d)
 		} else {

@@ -21,6 +21,11 @@ func StoreKey(prefix, key string) string {
 	return prefix + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// MarkerKey is the store key of the marker a Cache keeps under prefix to
+// tell whether the store lost its data (see distributed's package doc). It
+// is no partition's key: those are 43 characters after the prefix.
+func MarkerKey(prefix string) string { return prefix + "store-marker" }
+
 // A record is, before sealing:
 //
 //	offset  size  field
