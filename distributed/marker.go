@@ -39,10 +39,15 @@ func (c *Cache) markerKey() string { return recordfmt.MarkerKey(c.cfg.prefix) }
 // checked again).
 func (c *Cache) checkMarker(ctx context.Context) {
 	key := c.markerKey()
-	_, ver, ok := c.loadValue(ctx, key)
-	if !ok {
+	// Not loadValue: the marker is no partition read (Stats.StoreReads).
+	lctx, cancel := c.timeout(ctx)
+	_, ver, err := c.store.Load(lctx, key)
+	cancel()
+	if err != nil {
+		c.failed(ctx, err)
 		return
 	}
+	c.recovered()
 	switch {
 	case ver == c.marker.ver && ver != 0:
 		c.log.Debug("distributed: the store still holds its marker", "key", key)

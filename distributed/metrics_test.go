@@ -184,6 +184,13 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("after a sign-in: %d loads and %d stores timed, want at least 2 and 1", op(r1, "load"), op(r1, "store"))
 	}
 	replace(m) // the next call after a write reads the partition back once
+	deadline := time.Now().Add(5 * time.Second)
+	for v, _, _ := inner.Load(ctx, c.markerKey()); v == nil; v, _, _ = inner.Load(ctx, c.markerKey()) {
+		if time.Now().After(deadline) { // the store's marker, written in the background at first use
+			t.Fatal("the store's marker was not written")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	r1 = read(t, reader)
 
 	// A silent call: MSAL's memory holds the partition; no store call.
@@ -218,7 +225,7 @@ func TestMetrics(t *testing.T) {
 	// An invalidation: another process writes the partition.
 	other := newCache(t, inner)
 	write(t, other, &manager{}, "uid1.tid", "b")
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for read(t, reader).int("msalcache.distributed.invalidations") == r3.int("msalcache.distributed.invalidations") {
 		if time.Now().After(deadline) {
 			t.Fatal("another process's write did not move the invalidations")
