@@ -66,12 +66,14 @@ type Cache struct {
 	down    bool                     // the store failed and has not answered since
 	refused bool                     // the last write the store was asked to take failed
 	logged  bool                     // the outage was logged and its end was not
+	downAt  time.Time                // when logged became true
 	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
 	probed  time.Time                // when a Replace's probe last failed
 	closed  bool
 	nviews  int
 
 	isClosed atomic.Bool // closed, for the hot path
+	recheck  atomic.Bool // the store's connection was lost or renewed: the write-back asks it (see verify)
 
 	wake chan struct{}
 	quit chan struct{}
@@ -144,6 +146,9 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	if keys == nil && isShared(store) {
+		c.log.Warn("distributed: the store is shared and WithEncryptionKeys is not set: tokens are stored in clear, readable by whoever can read the store")
+	}
 	if n, ok := store.(Notifier); ok && cfg.l1 > 0 {
 		c.l1 = newL1(cfg.l1)
 		c.coherent = true
@@ -169,6 +174,10 @@ func (c *Cache) storeKey(key string) string {
 func (c *Cache) notice(skey string) {
 	c.st.invalidations.Add(1)
 	c.l1.invalidate(skey)
+	if skey == "" {
+		c.recheck.Store(true)
+		c.poke()
+	}
 }
 
 // watch returns a watch of the store's notices for skey, taken before a
@@ -720,6 +729,9 @@ func (c *Cache) failed(ctx context.Context, err error) {
 	c.down = true
 	log := !c.logged
 	c.logged = true
+	if log {
+		c.downAt = time.Now()
+	}
 	c.mu.Unlock()
 	if log {
 		c.log.Warn("distributed: the store is unavailable; serving tokens from process memory and keeping writes until it returns", "err", err)
@@ -778,6 +790,9 @@ func (c *Cache) writeBack() {
 			return
 		case <-wake:
 		case <-t.C:
+		}
+		if c.recheck.Swap(false) {
+			c.verify(context.Background())
 		}
 		if c.flush(context.Background()) {
 			wait, backoff = retryMin, false
@@ -859,7 +874,9 @@ func (c *Cache) Stats() Stats {
 
 // Close stops the write-back, tries once more (within the timeout) to write
 // what was kept during an outage, and reports what could not be written.
-// It does not close the store. Later calls return ErrClosed.
+// It does not close the store. A second Close returns nil and does
+// nothing; other calls after Close return ErrClosed (which wraps
+// net.ErrClosed).
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {

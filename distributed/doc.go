@@ -101,8 +101,10 @@
 //     with the store key as additional data: a blob copied to another key
 //     does not open. A blob that does not open (other keys, tampered) is a
 //     miss and a warning; it is never handed to MSAL. Without keys, blobs
-//     are stored in clear: fine for NewMemoryStore, not for a shared Redis.
-//     Nothing secret is logged.
+//     are stored in clear: fine for NewMemoryStore, not for a shared Redis;
+//     New logs one warning for a store that says it is shared (Sharer:
+//     redisstore, pgstore) without keys. Nothing secret is logged, and
+//     nothing at all without WithLogger.
 //
 // # What MSAL Go v1.10 lets a cache do, and what it does not
 //
@@ -197,6 +199,10 @@
 // read from the Cache's own counters (Stats) when the reader collects, so a
 // silent call costs nothing more; only real store calls are timed.
 //
+// Health reports whether the store answers, since when it is down and how
+// many writes wait, from the Cache's own calls and probes (no store call):
+// a readiness probe can call it on every request.
+//
 //	msalcache.distributed.hits            counter   {hit}          layer: memory (MSAL's), l1, store
 //	msalcache.distributed.misses          counter   {miss}         loads that found no partition
 //	msalcache.distributed.writes          counter   {write}        writes the store took
@@ -217,5 +223,8 @@
 // working set is held while MSAL's memory is replaced (an in-memory
 // operation), so that the Cache knows what MSAL holds. Close stops the
 // background write-back after one more attempt; it does not close the
-// store, which its opener closes after the Cache.
+// store, which its opener closes after the Cache. Close is idempotent, on
+// the Cache and on every Store of this module: a second call returns nil
+// and does nothing; other calls after Close return ErrClosed, which wraps
+// net.ErrClosed.
 package distributed

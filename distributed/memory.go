@@ -3,12 +3,16 @@ package distributed
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"sync"
 	"time"
 )
 
-// ErrClosed is returned by a Store or a Cache used after Close.
-var ErrClosed = errors.New("distributed: closed")
+// ErrClosed is returned by a Store or a Cache used after Close. It wraps
+// net.ErrClosed, so errors.Is(err, net.ErrClosed) also holds: the
+// convention of every Store of this module and of the Cache.
+var ErrClosed = fmt.Errorf("distributed: closed (%w)", net.ErrClosed)
 
 // NewMemoryStore returns a Store that keeps its values in this process: the
 // embedded default, for an app that runs as one process. It has the
@@ -129,6 +133,8 @@ func (s *memoryStore) Notify(f func(key string)) {
 	s.listeners = append(s.listeners[:len(s.listeners):len(s.listeners)], f)
 }
 
+// Close drops every value. A second Close returns nil and does nothing;
+// other calls after Close return ErrClosed.
 func (s *memoryStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -73,7 +73,7 @@ func newMetrics(c *Cache, mp metric.MeterProvider, store Store) (*metrics, Store
 	errorsC := counter("msalcache.distributed.store.errors", "{error}", "Store calls that failed.")
 	pending := gauge("msalcache.distributed.pending_writes", "{write}", "Writes kept in this process for the store's return.")
 	l1Bytes := gauge("msalcache.distributed.l1.size", "By", "Bytes held by the in-process layer.")
-	down := gauge("msalcache.distributed.store.down", "{outage}", "1 while the store is out (its last call failed and none succeeded since), else 0.")
+	down := gauge("msalcache.distributed.store.down", "{outage}", "Whether the store is out: 1 from a failed call until one succeeds, else 0.")
 	latency, err := m.Float64Histogram("msalcache.distributed.store.duration",
 		metric.WithUnit("s"),
 		metric.WithDescription("Duration of the store calls, by operation (load, store, touch)."),

@@ -16,11 +16,14 @@ import (
 // flaky wraps a store: while down, every call fails as a client of a killed
 // Redis does; with sneak set, the next Store is preceded by another
 // writer's write of the same key (so the compare-and-set really refuses it).
+// Going down or back, it tells its listener "", as a Redis client does when
+// its connection is lost or re-established.
 type flaky struct {
-	inner Store
-	mu    sync.Mutex
-	down  bool
-	sneak bool
+	inner  Store
+	mu     sync.Mutex
+	down   bool
+	sneak  bool
+	notify func(string)
 }
 
 var errFlakyDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
@@ -28,7 +31,11 @@ var errFlakyDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refu
 func (f *flaky) set(down bool) {
 	f.mu.Lock()
 	f.down = down
+	notify := f.notify
 	f.mu.Unlock()
+	if notify != nil {
+		notify("")
+	}
 }
 
 func (f *flaky) isDown() bool {
@@ -67,8 +74,13 @@ func (f *flaky) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	return f.inner.Touch(ctx, key, ttl)
 }
 
-func (f *flaky) Close() error          { return f.inner.Close() }
-func (f *flaky) Notify(n func(string)) { f.inner.(Notifier).Notify(n) }
+func (f *flaky) Close() error { return f.inner.Close() }
+func (f *flaky) Notify(n func(string)) {
+	f.mu.Lock()
+	f.notify = n
+	f.mu.Unlock()
+	f.inner.(Notifier).Notify(n)
+}
 
 // reading collects the metrics of a ManualReader.
 type reading struct {

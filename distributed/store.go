@@ -42,8 +42,9 @@ type Store interface {
 	// expiration). It does not change the version.
 	Touch(ctx context.Context, key string, ttl time.Duration) error
 
-	// Close releases what the store holds (connections, goroutines). Calls
-	// after Close return an error.
+	// Close releases what the store holds (connections, goroutines). A
+	// second Close returns nil and does nothing; other calls after Close
+	// return an error wrapping net.ErrClosed (ErrClosed does).
 	Close() error
 }
 
@@ -62,6 +63,26 @@ type Notifier interface {
 	// first Load; several Caches may share one store.
 	Notify(f func(key string))
 }
+
+// A Sharer is a Store that other processes or machines reach too (Redis,
+// PostgreSQL): whoever can read the server can read what it holds. New logs
+// one warning when a Cache on a shared store has no WithEncryptionKeys (its
+// tokens would be stored in clear). Implementing it is optional: a Store
+// without it (NewMemoryStore) counts as not shared. A store made of others,
+// as Tiered, is shared when one of them is.
+type Sharer interface {
+	// Shared reports whether the store is reached by other processes.
+	Shared() bool
+}
+
+// isShared reports whether s says it is shared (see Sharer).
+func isShared(s Store) bool {
+	sh, ok := s.(Sharer)
+	return ok && sh.Shared()
+}
+
+// Shared reports whether one of the tandem's layers is shared (Sharer).
+func (t *tiered) Shared() bool { return isShared(t.first) || isShared(t.second) }
 
 // NewVersion returns a random non-zero Version for the next write.
 func NewVersion() Version {

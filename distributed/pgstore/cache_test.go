@@ -279,3 +279,26 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestHotPathNoSQL counts, on the server, what 2000 silent hits of a
+// signed-in user send to PostgreSQL: nothing (the Cache serves them from
+// memory, kept coherent by the Store's notices).
+func TestHotPathNoSQL(t *testing.T) {
+	srv := pgtest.Start(t)
+	idp := dcachetest.IDP(t)
+	ctx := dcachetest.Ctx(t)
+	app := dcachetest.WebApp(t, idp, dcachetest.NewCache(t, open(t, srv.URL())))
+	a := dcachetest.SignIn(t, ctx, idp, app, dcachetest.User(0), dcachetest.UserScope)
+	if err := dcachetest.Silent(ctx, app, a); err != nil {
+		t.Fatal(err)
+	}
+	before := srv.Statements(DefaultTable)
+	for range 2000 {
+		if err := dcachetest.Silent(ctx, app, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := srv.Statements(DefaultTable) - before; n != 0 {
+		t.Errorf("2000 silent hits sent %d statements to PostgreSQL, want 0", n)
+	}
+}

@@ -16,6 +16,11 @@ import (
 	"github.com/msalcache/msalcache/internal/pgtest"
 )
 
+// withCleanupBatch sets how many rows one cleanup statement deletes.
+func withCleanupBatch(n int64) Option {
+	return optionFunc(func(c *config) { c.cleanupBatch = n })
+}
+
 // insertExpired inserts n rows that expired a minute ago, named
 // prefix+number, straight into the table.
 func insertExpired(t testing.TB, srv *pgtest.Server, table, prefix string, n int) {

@@ -76,6 +76,12 @@
 // (The array makes PostgreSQL look the 500 keys up in the primary key; an
 // IN (SELECT ...) is planned as a scan of the whole table per batch.)
 //
+// The Store's cleanup sends the notices of the keys it deletes, so Caches
+// drop their in-process copies of expired partitions then (not at the
+// moment of expiry, which nothing signals); a plain DELETE by an external
+// job sends none, and a Cache may serve a partition that expired from
+// memory until it is written again or evicted.
+//
 // # Failures
 //
 // Every call honours its ctx; a connection attempt is bounded by

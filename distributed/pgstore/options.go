@@ -32,7 +32,7 @@ func defaultConfig() config {
 		cleanupBatch:    500,
 		dialTimeout:     5 * time.Second,
 		health:          2 * time.Second,
-		log:             slog.Default(),
+		log:             slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -105,15 +105,11 @@ func WithHealthTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.health = d })
 }
 
-// WithLogger sets the logger; the default is slog.Default(). The Store
+// WithLogger sets the logger; the default discards everything, as
+// distributed.WithLogger's. The Store
 // logs the loss and return of its notice connection and the cleanup's
 // failures at Warn, the cleanup's work at Debug; never keys, values or
 // passwords.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) { c.log = l })
-}
-
-// withCleanupBatch sets how many rows one cleanup statement deletes (tests).
-func withCleanupBatch(n int64) Option {
-	return optionFunc(func(c *config) { c.cleanupBatch = n })
 }

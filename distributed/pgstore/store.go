@@ -274,6 +274,11 @@ func (s *Store) broadcast(key string) {
 	}
 }
 
+// Shared reports true: a PostgreSQL server is reached by other processes,
+// so a distributed.Cache on it without encryption keys logs a warning (see
+// distributed.Sharer).
+func (s *Store) Shared() bool { return true }
+
 // Close stops the listening and the cleanup, and closes the connections.
 // A second Close returns nil and does nothing; other calls after Close
 // return an error that matches net.ErrClosed and distributed.ErrClosed.

@@ -1,5 +1,6 @@
-// Package redisstore is a distributed.Store on Redis, standalone or Redis
-// Cluster, for many processes and machines sharing a distributed.Cache.
+// Package redisstore is a distributed.Store on Redis, standalone, Redis
+// Cluster or a master found through Redis Sentinel, for many processes and
+// machines sharing a distributed.Cache.
 //
 // # Consistency
 //
@@ -31,7 +32,15 @@
 // a write at once (after the dial timeout at most), a read after at most
 // three more attempts over about a second; with a ctx that ends sooner,
 // when it ends. They work again as soon as the server is back; a cluster
-// serves a failed master's keys again once a replica is promoted.
+// serves a failed master's keys again once a replica is promoted, and a
+// Store on Sentinel writes to the replica the sentinels promote when they
+// announce it (or within 5 s, when it asks them again).
+//
+// Open does not need the server up: opened while nothing answers, the
+// Store logs a warning, its calls fail with an error wrapping
+// distributed.ErrUnavailable, and it connects when a call finds the server
+// back (one attempt at a time, at most one every 100 ms). Open still fails
+// for a malformed URL and for a server that answers and refuses the client.
 //
 // When the server restarts, the Store's cached copies were dropped with the
 // connection; a server restarted without persistence has lost its data,

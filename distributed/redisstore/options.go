@@ -25,7 +25,7 @@ func defaultConfig() config {
 		dialTimeout: 5 * time.Second,
 		health:      2 * time.Second,
 		cacheBytes:  16 << 20,
-		log:         slog.Default(),
+		log:         slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -82,9 +82,12 @@ func WithTLSConfig(cfg *tls.Config) Option {
 	return optionFunc(func(c *config) { c.tls = cfg })
 }
 
-// WithLogger sets the logger; the default is slog.Default(). The Store logs
-// only the loss of a connection's client-side cache, at Debug level (the
-// Cache above it logs outages); it never logs keys or values.
+// WithLogger sets the logger; the default discards everything, as
+// distributed.WithLogger's. The Store logs that the server does not answer
+// at Open (warn) and that it connected later (info), and at Debug level the
+// loss of a connection's client-side cache and failed attempts to connect
+// (the Cache above it logs outages); it never logs keys, values or the
+// URL's password.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) { c.log = l })
 }

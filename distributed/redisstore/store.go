@@ -46,7 +46,8 @@ var casSHA = func() string {
 }()
 
 // A Store is a distributed.Store and distributed.Notifier on Redis
-// (standalone or Redis Cluster). Open makes one.
+// (standalone, Redis Cluster, or a master found through Redis Sentinel).
+// Open makes one.
 //
 // Each key holds one Redis string: the 8-byte big-endian version followed
 // by the value, so that a value and its version are always read together
@@ -56,28 +57,46 @@ var casSHA = func() string {
 // and not changed since costs no round trip, and the server's invalidation
 // of a key both drops the cached copy and reaches the Notify callback.
 //
-// A Store is safe for concurrent use by multiple goroutines.
+// A Store is safe for concurrent use by multiple goroutines. Its state is
+// the client, set once when a connection attempt succeeds (client), and
+// the attempts before that, guarded by mu, which is never held across one.
 type Store struct {
-	client rueidis.Client
+	dialer dialer
 	log    *slog.Logger
-	closed atomic.Bool
+	client atomic.Pointer[rueidis.Client] // nil until connected; then never changes
+	closed atomic.Bool                    // set under mu
 
-	mu        sync.Mutex                         // serializes Notify
+	mu       sync.Mutex    // guards what follows, and serializes Notify and Close
+	dialing  chan struct{} // closed when the attempt to connect in flight ends; nil: none
+	dialErr  error         // the last attempt's error
+	failedAt time.Time     // when it failed
+
 	listeners atomic.Pointer[[]func(key string)] // replaced, never changed
 }
 
-// Open connects to the Redis server or cluster at url and returns a Store.
-// The URL forms:
+// Open returns a Store on the Redis server, cluster or Sentinel-monitored
+// master at url. The URL forms:
 //
-//	redis://[user:password@]host[:port][/db]   a standalone server (db 0 by default)
-//	rediss://...                               the same over TLS
-//	redis://h1:p1?addr=h2:p2&addr=h3:p3        Redis Cluster: the seed nodes
+//	redis://[user:password@]host[:port][/db]     a standalone server (db 0 by default)
+//	rediss://...                                 the same over TLS
+//	redis://h1:p1?addr=h2:p2&addr=h3:p3          Redis Cluster: the seed nodes
+//	redis://[user:password@]s1:p1?addr=s2:p2&addr=s3:p3&master_set=name[/db]
+//	                                             Redis Sentinel: the sentinels' addresses
 //
 // The port defaults to 6379. A single address may also be a cluster node;
-// Open detects it. The seeds are tried in turn, each within the dial
-// timeout (WithDialTimeout): Open fails, without hanging, when the URL is
-// malformed or no seed answers. The server must speak RESP3 (Redis 6 or
-// later).
+// Open detects it. With master_set, the addresses are those of sentinels:
+// the Store asks them for the master of that name and follows it through
+// failovers; user and password are the master's (the sentinels are reached
+// without them).
+//
+// Open does not need the server up. It fails only for a malformed URL or
+// option, or when the server answers and refuses the client (a wrong
+// password; a server older than Redis 6, without RESP3). It tries to
+// connect once, each address within the dial timeout (WithDialTimeout);
+// when nothing answers, it logs a warning and returns the Store anyway:
+// calls then fail with an error wrapping distributed.ErrUnavailable, and
+// each one (at most one every 100 ms) tries to connect again, until one
+// succeeds. A distributed.Cache above serves from process memory meanwhile.
 func Open(url string, opts ...Option) (*Store, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -91,20 +110,20 @@ func Open(url string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{log: cfg.log}
+	nd := net.Dialer{
+		Timeout: cfg.dialTimeout,
+		// rueidis PINGs a connection that received nothing during the
+		// last KeepAlive, and drops it when the PING is not answered
+		// within ConnWriteTimeout: a silent peer is found within
+		// 2*KeepAlive + ConnWriteTimeout, under the health timeout.
+		KeepAlive: cfg.health / 5,
+	}
 	opt := rueidis.ClientOption{
-		InitAddress: tgt.addrs,
-		Username:    tgt.user,
-		Password:    tgt.password,
-		SelectDB:    tgt.db,
-		Dialer: net.Dialer{
-			Timeout: cfg.dialTimeout,
-			// rueidis PINGs a connection that received nothing during
-			// the last KeepAlive, and drops it when the PING is not
-			// answered within ConnWriteTimeout: a silent peer is found
-			// within 2*KeepAlive + ConnWriteTimeout, under the health
-			// timeout.
-			KeepAlive: cfg.health / 5,
-		},
+		InitAddress:       tgt.addrs,
+		Username:          tgt.user,
+		Password:          tgt.password,
+		SelectDB:          tgt.db,
+		Dialer:            nd,
 		ConnWriteTimeout:  cfg.health / 2,
 		CacheSizeEachConn: cfg.cacheBytes,
 		DisableCache:      cfg.noClientCache,
@@ -119,27 +138,32 @@ func Open(url string, opts ...Option) (*Store, error) {
 	} else if cfg.tls != nil {
 		return nil, errors.New("redisstore: WithTLSConfig needs a rediss:// URL")
 	}
-	// One seed at a time: given several, rueidis dials them all and closes
-	// the connections that lost the race after NewClient returns, and each
-	// close would reach Notify's listeners as a dropped cache. The cluster's
-	// other nodes are found from the first seed that answers.
-	var errs []error
-	for _, addr := range tgt.addrs {
-		opt.InitAddress = []string{addr}
-		client, err := rueidis.NewClient(opt)
-		if err == nil {
-			s.client = client
-			return s, nil
+	s.dialer = dialer{opt: opt, seeds: tgt.addrs, redacted: tgt.redacted}
+	if tgt.masterSet != "" {
+		s.dialer.seeds = nil
+		s.dialer.opt.Sentinel = rueidis.SentinelOption{
+			MasterSet:               tgt.masterSet,
+			Dialer:                  nd,
+			TopologyRefreshInterval: sentinelRefresh,
 		}
-		if errors.Is(err, rueidis.ErrNoCache) {
-			return nil, fmt.Errorf("redisstore: %s does not support RESP3 client-side caching: Redis 6 or later is needed", addr)
+		if tgt.tls {
+			// Each sentinel is verified against its own address: its
+			// name is not the URL's host.
+			s.dialer.opt.Sentinel.TLSConfig = tlsConfig(cfg.tls, "")
+			s.dialer.opt.TLSConfig = tlsConfig(cfg.tls, "")
 		}
-		if len(tgt.addrs) > 1 {
-			err = fmt.Errorf("%s: %w", addr, err)
-		}
-		errs = append(errs, err)
 	}
-	return nil, fmt.Errorf("redisstore: connecting to %s: %w", tgt.redacted, errors.Join(errs...))
+	client, err := s.dialer.dial()
+	switch {
+	case err == nil:
+		s.client.Store(&client)
+	case errors.Is(err, errRefused):
+		return nil, err
+	default:
+		s.dialErr, s.failedAt = err, time.Now()
+		s.log.Warn("redisstore: the server does not answer yet; calls fail until it does, and try again", "err", err)
+	}
+	return s, nil
 }
 
 // retryDelay is how long rueidis waits before it sends a read again after
@@ -161,10 +185,11 @@ func retryDelay(attempts int, _ rueidis.Completed, _ error) time.Duration {
 // when there is none. A key loaded before is served from the client-side
 // cache, with no round trip, until the server invalidates it.
 func (s *Store) Load(ctx context.Context, key string) ([]byte, distributed.Version, error) {
-	if err := s.check(key); err != nil {
+	c, err := s.check(ctx, key)
+	if err != nil {
 		return nil, 0, err
 	}
-	raw, err := s.client.DoCache(ctx, s.client.B().Get().Key(key).Cache(), clientCacheTTL).ToString()
+	raw, err := c.DoCache(ctx, c.B().Get().Key(key).Cache(), clientCacheTTL).ToString()
 	if rueidis.IsRedisNil(err) {
 		return nil, 0, nil
 	}
@@ -193,9 +218,6 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, distributed.Versi
 // When Store returns, the client-side cache of this Store no longer holds
 // the key's previous value: a Load that follows sees the write.
 func (s *Store) Store(ctx context.Context, key string, value []byte, prev, next distributed.Version, ttl time.Duration) error {
-	if err := s.check(key); err != nil {
-		return err
-	}
 	if next == 0 || next == prev {
 		return errors.New("redisstore: Store: the next version must be new and not zero")
 	}
@@ -208,18 +230,22 @@ func (s *Store) Store(ctx context.Context, key string, value []byte, prev, next 
 	binary.BigEndian.PutUint64(blob, uint64(next))
 	copy(blob[8:], value)
 	args := []string{string(prevBytes[:]), rueidis.BinaryString(blob), strconv.FormatInt(millis(ttl), 10)}
+	c, err := s.check(ctx, key)
+	if err != nil {
+		return err
+	}
 
 	// The PTTL that follows the script on the same connection is a
 	// barrier: the server sends this connection's invalidation of the key
 	// (it tracks keys read through the client-side cache) before the PTTL
 	// reply, so when both replies are in, the cached old value is gone.
-	barrier := s.client.B().Pttl().Key(key).Build()
-	res := s.client.DoMulti(ctx, s.client.B().Evalsha().Sha1(casSHA).Numkeys(1).Key(key).Arg(args...).Build(), barrier)
+	barrier := c.B().Pttl().Key(key).Build()
+	res := c.DoMulti(ctx, c.B().Evalsha().Sha1(casSHA).Numkeys(1).Key(key).Arg(args...).Build(), barrier)
 	n, err := res[0].AsInt64()
 	if rerr, ok := rueidis.IsRedisErr(err); ok && rerr.IsNoScript() {
 		// First use on this server (or it restarted): send the script.
-		barrier = s.client.B().Pttl().Key(key).Build()
-		res = s.client.DoMulti(ctx, s.client.B().Eval().Script(casScript).Numkeys(1).Key(key).Arg(args...).Build(), barrier)
+		barrier = c.B().Pttl().Key(key).Build()
+		res = c.DoMulti(ctx, c.B().Eval().Script(casScript).Numkeys(1).Key(key).Arg(args...).Build(), barrier)
 		n, err = res[0].AsInt64()
 	}
 	if err != nil {
@@ -236,17 +262,18 @@ func (s *Store) Store(ctx context.Context, key string, value []byte, prev, next 
 // key is sent an invalidation (and the Notify callback called), though
 // the value and version stay the same.
 func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
-	if err := s.check(key); err != nil {
-		return err
-	}
 	if ttl < 0 {
 		return fmt.Errorf("redisstore: Touch: negative ttl %v", ttl)
 	}
-	cmd := s.client.B().Persist().Key(key).Build()
-	if ttl > 0 {
-		cmd = s.client.B().Pexpire().Key(key).Milliseconds(millis(ttl)).Build()
+	c, err := s.check(ctx, key)
+	if err != nil {
+		return err
 	}
-	if err := s.client.Do(ctx, cmd).Error(); err != nil {
+	cmd := c.B().Persist().Key(key).Build()
+	if ttl > 0 {
+		cmd = c.B().Pexpire().Key(key).Milliseconds(millis(ttl)).Build()
+	}
+	if err := c.Do(ctx, cmd).Error(); err != nil {
 		return s.wrap("touch", err)
 	}
 	return nil
@@ -300,24 +327,42 @@ func (s *Store) invalidated(keys []rueidis.RedisMessage) {
 	}
 }
 
-// Close closes the connections. Calls after Close return
-// distributed.ErrClosed.
+// Close closes the connections, after the attempt to connect in flight,
+// if any, has ended (within the dial timeout). A second Close returns nil
+// and does nothing; other calls after Close return distributed.ErrClosed,
+// which wraps net.ErrClosed.
 func (s *Store) Close() error {
-	if !s.closed.CompareAndSwap(false, true) {
-		return distributed.ErrClosed
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		return nil
 	}
-	s.client.Close()
+	s.closed.Store(true)
+	done := s.dialing
+	s.mu.Unlock()
+	if done != nil {
+		<-done // the attempt closes the client it made
+	}
+	if c := s.client.Load(); c != nil {
+		(*c).Close()
+	}
 	return nil
 }
 
-func (s *Store) check(key string) error {
+// Shared reports true: a Redis server is reached by other processes, so a
+// distributed.Cache on it without encryption keys logs a warning (see
+// distributed.Sharer).
+func (s *Store) Shared() bool { return true }
+
+// check returns the client for a call on key, connecting first if needed.
+func (s *Store) check(ctx context.Context, key string) (rueidis.Client, error) {
 	if s.closed.Load() {
-		return distributed.ErrClosed
+		return nil, distributed.ErrClosed
 	}
 	if key == "" {
-		return errors.New("redisstore: empty key")
+		return nil, errors.New("redisstore: empty key")
 	}
-	return nil
+	return s.conn(ctx)
 }
 
 func (s *Store) wrap(op string, err error) error {

@@ -132,6 +132,9 @@ func TestOpenBadURL(t *testing.T) {
 		{"redis://user:s3cret@h1:1/2@", "no host"},
 		{"redis://u:s3cret@[::1", "missing ']'"},
 		{"redis://h:1#frag", "fragment"},
+		{"redis://user:s3cret@h1:1?addr=h2:2&master_set=", "master_set"},
+		{"redis://user:s3cret@h1:1?master_set=a&master_set=b", "master_set"},
+		{"redis://user:s3cret@h1:1?master=a", `unknown parameter "master"`},
 	} {
 		s, err := Open(tc.url)
 		if err == nil {
@@ -179,13 +182,24 @@ func TestParseURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"h1:7001", "h2:7002", "[::1]:7003", "h4:6379"}; tgt.tls || !slices.Equal(tgt.addrs, want) {
+	if want := []string{"h1:7001", "h2:7002", "[::1]:7003", "h4:6379"}; tgt.tls || !slices.Equal(tgt.addrs, want) || tgt.masterSet != "" {
 		t.Errorf("parseURL: addrs %v, want %v", tgt.addrs, want)
+	}
+	// Sentinel: the addresses are the sentinels'; a database is allowed.
+	tgt, err = parseURL("redis://me:p@ss@s1:26379/2?addr=s2:26379&addr=s3:26379&master_set=mymaster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"s1:26379", "s2:26379", "s3:26379"}; !slices.Equal(tgt.addrs, want) || tgt.masterSet != "mymaster" ||
+		tgt.db != 2 || tgt.password != "p@ss" || strings.Contains(tgt.redacted, "p@ss") {
+		t.Errorf("parseURL(sentinel) = %+v", tgt)
 	}
 }
 
-// TestOpenUnreachable: Open fails within its bound when nothing listens,
-// and when something accepts connections but never answers.
+// TestOpenUnreachable: Open returns within its bound when nothing listens,
+// and when something accepts connections but never answers; the Store's
+// calls then fail within their ctx with an error wrapping
+// distributed.ErrUnavailable.
 func TestOpenUnreachable(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -225,21 +239,34 @@ func TestOpenUnreachable(t *testing.T) {
 		"redis://" + closed,
 		"redis://" + silent.Addr().String(),
 		"redis://" + silent.Addr().String() + "?addr=" + closed,
+		"redis://" + closed + "?addr=" + silent.Addr().String() + "&master_set=mymaster",
 	} {
 		start := time.Now()
 		s, err := Open(url, WithDialTimeout(dial))
 		took := time.Since(start)
-		if err == nil {
-			s.Close()
-			t.Errorf("Open(%q) succeeded", url)
+		if err != nil {
+			t.Errorf("Open(%q) = %v; want a Store that connects later", url, err)
 			continue
-		}
-		t.Logf("Open(%q): %v after %v", url, err, took.Round(time.Millisecond))
-		if !strings.Contains(err.Error(), "redisstore: connecting to") {
-			t.Errorf("Open(%q) = %v, want a connection error", url, err)
 		}
 		if took > 10*dial {
 			t.Errorf("Open(%q) took %v with a dial timeout of %v", url, took, dial)
+		}
+		for range 2 {
+			c, cancel := context.WithTimeout(context.Background(), 3*dial)
+			callStart := time.Now()
+			_, _, err = s.Load(c, "k")
+			cancel()
+			if took := time.Since(callStart); took > 6*dial {
+				t.Errorf("%q: Load with a %v ctx took %v", url, 3*dial, took)
+			}
+			if !errors.Is(err, distributed.ErrUnavailable) {
+				t.Errorf("%q: Load = %v; want an error wrapping distributed.ErrUnavailable", url, err)
+			}
+			time.Sleep(2 * redialFloor)
+		}
+		t.Logf("Open(%q) after %v; Load: %v", url, took.Round(time.Millisecond), err)
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
 		}
 	}
 }
@@ -425,17 +452,18 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// TestClosedErrors: calls after Close return distributed.ErrClosed.
+// TestClosedErrors: calls after Close return distributed.ErrClosed, which
+// wraps net.ErrClosed; a second Close returns nil.
 func TestClosedErrors(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv.URL())
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Load(bg(t), "k"); !errors.Is(err, distributed.ErrClosed) {
-		t.Errorf("Load after Close = %v, want distributed.ErrClosed", err)
+	if _, _, err := s.Load(bg(t), "k"); !errors.Is(err, distributed.ErrClosed) || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Load after Close = %v, want distributed.ErrClosed and net.ErrClosed", err)
 	}
-	if err := s.Close(); !errors.Is(err, distributed.ErrClosed) {
-		t.Errorf("second Close = %v, want distributed.ErrClosed", err)
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close = %v, want nil", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 // A target is what a URL names.
 type target struct {
 	addrs          []string // host:port, the first from the URL's host
+	masterSet      string   // Sentinel: the master's name; addrs are the sentinels'
 	host           string   // the URL's host, for TLS verification
 	user, password string
 	db             int
@@ -76,19 +77,26 @@ func parseURL(raw string) (target, error) {
 		return bad("query: %v", err)
 	}
 	for k, vs := range query {
-		if k != "addr" {
-			return bad("unknown parameter %q: only addr=host:port (more Redis Cluster nodes) is understood", k)
-		}
-		for _, v := range vs {
-			addr, err := hostPort(v)
-			if err != nil {
-				return bad("addr=%s: %v", v, err)
+		switch k {
+		case "addr":
+			for _, v := range vs {
+				addr, err := hostPort(v)
+				if err != nil {
+					return bad("addr=%s: %v", v, err)
+				}
+				t.addrs = append(t.addrs, addr)
 			}
-			t.addrs = append(t.addrs, addr)
+		case "master_set":
+			if len(vs) != 1 || vs[0] == "" {
+				return bad("master_set: want one name, the master's as the sentinels know it")
+			}
+			t.masterSet = vs[0]
+		default:
+			return bad("unknown parameter %q: only addr=host:port (more Redis Cluster nodes, or sentinels) and master_set=name (Redis Sentinel) are understood", k)
 		}
 	}
-	if len(t.addrs) > 1 && t.db != 0 {
-		return bad("database %d with addr=: Redis Cluster has only database 0", t.db)
+	if len(t.addrs) > 1 && t.db != 0 && t.masterSet == "" {
+		return bad("database %d with addr=: Redis Cluster has only database 0 (with Sentinel, add master_set=name)", t.db)
 	}
 	return t, nil
 }

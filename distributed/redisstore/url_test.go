@@ -13,6 +13,7 @@ func FuzzParseURL(f *testing.F) {
 	f.Add("", "p/a?s#s", "h1:1?addr=h2:2&addr=h3:3")
 	f.Add("u", "x%41", "[::1]:7000")
 	f.Add("u", "pw", "h:1/2@h:3#f")
+	f.Add("u", "pw", "s1:26379/1?addr=s2:26379&master_set=mymaster")
 	f.Fuzz(func(t *testing.T, user, password, tail string) {
 		const marker = "Zq9"
 		if strings.Contains(user+tail, marker) {

@@ -73,7 +73,9 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /callback", s.handleCallback)
 	mux.HandleFunc("GET /me", s.handleMe)
 	mux.HandleFunc("POST /signout", s.handleSignOut)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", s.tokens.metrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.page(w, r, http.StatusNotFound, page{Title: "Not found", Message: "There is no page at " + r.URL.Path + "."})
 	})

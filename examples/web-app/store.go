@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/distributed/pgstore"
@@ -26,6 +29,8 @@ type tokenCache struct {
 	cache      *distributed.Cache
 	kind       string // "memory", "redis", "postgres" or "redis+postgres"
 	ownedStore bool   // Close closes the store
+	meter      *sdkmetric.MeterProvider
+	metrics    http.Handler // /metrics: the cache's metrics in Prometheus text
 }
 
 // openTokenCache opens the store the flags name (or uses shared, a store of
@@ -36,7 +41,7 @@ func openTokenCache(o *storeOptions, appKeys [][]byte, log *slog.Logger, shared 
 	switch {
 	case shared != nil:
 	case o.store == "redis":
-		s, err := redisstore.Open(o.redisURL)
+		s, err := redisstore.Open(o.redisURL, redisstore.WithLogger(log))
 		if err != nil {
 			return nil, err
 		}
@@ -48,7 +53,7 @@ func openTokenCache(o *storeOptions, appKeys [][]byte, log *slog.Logger, shared 
 		}
 		store = s
 	case o.store == "redis+postgres":
-		r, err := redisstore.Open(o.redisURL)
+		r, err := redisstore.Open(o.redisURL, redisstore.WithLogger(log))
 		if err != nil {
 			return nil, err
 		}
@@ -62,7 +67,15 @@ func openTokenCache(o *storeOptions, appKeys [][]byte, log *slog.Logger, shared 
 		store = distributed.NewMemoryStore()
 	}
 	owned := shared == nil
+	mp, metrics, err := newMetrics()
+	if err != nil {
+		if owned {
+			store.Close()
+		}
+		return nil, err
+	}
 	opts := []distributed.Option{
+		distributed.WithMeterProvider(mp),
 		distributed.WithEncryptionKeys(appkey.Derive(appKeys, purposeTokens)...),
 		distributed.WithLogger(log),
 		distributed.WithTimeout(o.storeTimeout()),
@@ -72,21 +85,22 @@ func openTokenCache(o *storeOptions, appKeys [][]byte, log *slog.Logger, shared 
 	}
 	c, err := distributed.New(store, opts...)
 	if err != nil {
+		mp.Shutdown(context.Background())
 		if owned {
 			store.Close()
 		}
 		return nil, err
 	}
-	return &tokenCache{store: store, cache: c, kind: o.store, ownedStore: owned}, nil
+	return &tokenCache{store: store, cache: c, kind: o.store, ownedStore: owned, meter: mp, metrics: metrics}, nil
 }
 
-// Close closes the cache, then the store if it opened it.
+// Close closes the cache, then the store if it opened it, then the metrics.
 func (t *tokenCache) Close() error {
 	err := t.cache.Close()
 	if t.ownedStore {
 		err = errors.Join(err, t.store.Close())
 	}
-	return err
+	return errors.Join(err, t.meter.Shutdown(context.Background()))
 }
 
 // records keeps the web app's sessions and used sign-in states in the

@@ -337,7 +337,16 @@ func (s *Server) kill() error {
 		return nil
 	default:
 	}
-	kids := killTree(s.cmd.Process)
+	// The backends start sessions of their own, so they are not in the
+	// postmaster's process group: stop the postmaster, so that it starts
+	// no backend meanwhile, kill its children, then it.
+	p := s.cmd.Process
+	stop(p)
+	kids := children(p.Pid)
+	for _, k := range kids {
+		killPid(k)
+	}
+	_ = p.Kill()
 	deadline := time.NewTimer(exitTimeout)
 	defer deadline.Stop()
 	select {

@@ -15,7 +15,10 @@ func (s *Server) sysProcAttr() *syscall.SysProcAttr { return nil }
 
 func lookupPostgres() (*owner, error) { return nil, errors.ErrUnsupported }
 
-func killTree(p *os.Process) []int {
-	_ = p.Kill()
-	return nil
+func stop(*os.Process) {}
+
+func killPid(pid int) {
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Kill()
+	}
 }

@@ -21,18 +21,11 @@ func (s *Server) sysProcAttr() *syscall.SysProcAttr {
 	return attr
 }
 
-// killTree kills the postmaster p and its children, the backends: it
-// stops p first, so that it starts no backend meanwhile. It returns the
-// children it killed.
-func killTree(p *os.Process) []int {
-	_ = p.Signal(syscall.SIGSTOP)
-	kids := children(p.Pid)
-	for _, k := range kids {
-		_ = syscall.Kill(k, syscall.SIGKILL)
-	}
-	_ = p.Kill()
-	return kids
-}
+// stop stops p (SIGSTOP): a stopped postmaster starts no backend.
+func stop(p *os.Process) { _ = p.Signal(syscall.SIGSTOP) }
+
+// killPid sends SIGKILL to pid.
+func killPid(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }
 
 // lookupPostgres returns the postgres user, which Debian's packages create.
 func lookupPostgres() (*owner, error) {

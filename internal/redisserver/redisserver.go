@@ -44,6 +44,12 @@ type Config struct {
 	// Cluster starts a cluster-enabled node (nodes.conf in Dir, node
 	// timeout 2 s) with a second free port for its cluster bus.
 	Cluster bool
+	// Sentinel, when not empty, starts a Redis Sentinel instead of a
+	// server: these lines (such as "sentinel monitor mymaster 127.0.0.1
+	// 6379 2") follow the port in a sentinel.conf written in Dir, which
+	// the sentinel rewrites as it learns. AppendOnly and Cluster do not
+	// apply.
+	Sentinel []string
 	// Args are more redis-server options; they override the ones above.
 	Args []string
 }
@@ -88,10 +94,19 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 		// Later options override earlier ones: c.Args may change any.
 		args := []string{"--port", strconv.Itoa(ports[0]), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", dir}
-		if c.AppendOnly {
+		if c.Sentinel != nil {
+			conf := filepath.Join(dir, "sentinel.conf")
+			lines := append([]string{"port " + strconv.Itoa(ports[0]), "bind 127.0.0.1", "dir " + dir}, c.Sentinel...)
+			if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+				lastErr = err
+				break
+			}
+			args = []string{conf, "--sentinel"}
+		}
+		if c.AppendOnly && c.Sentinel == nil {
 			args = append(args, "--appendonly", "yes")
 		}
-		if c.Cluster {
+		if c.Cluster && c.Sentinel == nil {
 			args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 				"--cluster-node-timeout", "2000", "--cluster-port", strconv.Itoa(ports[1]))
 		}
@@ -174,7 +189,7 @@ func (s *Server) launch(ctx context.Context) error {
 }
 
 // ping sends PING on a new connection and expects PONG (not an error such
-// as LOADING).
+// as LOADING), or NOAUTH from a server started with a password.
 func ping(addr string) error {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -191,8 +206,8 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(line) != "+PONG" {
-		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	if line = strings.TrimSpace(line); line != "+PONG" && !strings.HasPrefix(line, "-NOAUTH") {
+		return fmt.Errorf("PING answered %q", line)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ package redistest
 
 import (
 	"testing"
+	"time"
 )
 
 func TestStartKillRestart(t *testing.T) {
@@ -53,4 +54,23 @@ func TestCluster(t *testing.T) {
 	node.Kill()
 	node.Restart()
 	c.WaitOK(t)
+}
+
+func TestSentinel(t *testing.T) {
+	d := StartSentinel(t)
+	if addr, err := d.MasterAddr(); err != nil || addr != d.Master.Addr() {
+		t.Fatalf("MasterAddr = %q, %v; want %s", addr, err, d.Master.Addr())
+	}
+	d.Master.Kill()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		addr, err := d.MasterAddr()
+		if err == nil && addr == d.Replica.Addr() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after the master was killed, the master is %q (%v); want the replica %s", addr, err, d.Replica.Addr())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

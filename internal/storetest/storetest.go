@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -418,15 +419,21 @@ func testClose(t *testing.T, open func() distributed.Store) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if _, _, err := s.Load(ctx(t), k); err == nil {
-		t.Error("Load after Close succeeded")
+	// Every call after Close fails with an error wrapping net.ErrClosed.
+	closedErr := func(call string, err error) {
+		t.Helper()
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("%s after Close = %v; want an error wrapping net.ErrClosed", call, err)
+		}
 	}
-	if err := s.Store(ctx(t), k, []byte("two"), v1, distributed.NewVersion(), 0); err == nil {
-		t.Error("Store after Close succeeded")
+	_, _, err := s.Load(ctx(t), k)
+	closedErr("Load", err)
+	closedErr("Store", s.Store(ctx(t), k, []byte("two"), v1, distributed.NewVersion(), 0))
+	closedErr("Touch", s.Touch(ctx(t), k, time.Minute))
+	// A second Close returns nil and does nothing.
+	if err := s.Close(); err != nil {
+		t.Errorf("a second Close = %v; want nil", err)
 	}
-	if err := s.Touch(ctx(t), k, time.Minute); err == nil {
-		t.Error("Touch after Close succeeded")
-	}
-	// A second Close does not panic or hang; it may report an error.
-	_ = s.Close()
+	_, _, err = s.Load(ctx(t), k)
+	closedErr("Load after a second Close", err)
 }
