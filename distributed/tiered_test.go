@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/msalcache/msalcache/distributed"
+	"github.com/msalcache/msalcache/distributed/storetest"
 	"github.com/msalcache/msalcache/internal/dcachetest"
-	"github.com/msalcache/msalcache/internal/storetest"
 )
 
 // A tandem is the two layers of one test: a flushable memory store as the
