@@ -85,3 +85,24 @@ func TestRenderHTMLMarks(t *testing.T) {
 		t.Errorf("%d points of calls/s, want 20 (the partial 21st second left out)", n)
 	}
 }
+
+// BenchmarkObserve is the cost of counting one call, without a timeline
+// (no --report) and with one.
+func BenchmarkObserve(b *testing.B) {
+	for _, withTimeline := range []bool{false, true} {
+		name := "plain"
+		if withTimeline {
+			name = "timeline"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := newPhase()
+			if withTimeline {
+				p.tl = newTimeline(time.Now())
+			}
+			start := time.Now()
+			for b.Loop() {
+				p.observe(start)
+			}
+		})
+	}
+}
