@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/msalcache/msalcache/distributed"
+	"github.com/msalcache/msalcache/distributed/storetest"
 	"github.com/msalcache/msalcache/internal/pgtest"
-	"github.com/msalcache/msalcache/internal/storetest"
 )
 
 // open opens a Store on url, closed when t ends.

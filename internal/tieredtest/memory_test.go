@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/msalcache/msalcache/distributed"
-	"github.com/msalcache/msalcache/internal/storetest"
+	"github.com/msalcache/msalcache/distributed/storetest"
 )
 
 // The tandem of a real redis-server and a memory store: the tandem's

@@ -9,9 +9,9 @@ import (
 
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/distributed/pgstore"
+	"github.com/msalcache/msalcache/distributed/storetest"
 	"github.com/msalcache/msalcache/internal/dcachetest"
 	"github.com/msalcache/msalcache/internal/pgtest"
-	"github.com/msalcache/msalcache/internal/storetest"
 )
 
 // The tandem of the issue: a real redis-server over a real PostgreSQL.

@@ -1,6 +1,3 @@
-// Package storetest is the conformance suite of distributed.Store: every
-// Store implementation runs it from its tests (the memory store, and
-// redisstore on a standalone server and on a cluster).
 package storetest
 
 import (
