@@ -65,6 +65,7 @@ type Cache struct {
 	pending map[string]*pendingWrite // by partition key, during an outage
 	down    bool                     // the store failed and has not answered since
 	logged  bool                     // the outage was logged and its end was not
+	refused bool                     // a write failed, and none was taken since
 	downAt  time.Time                // when logged became true
 	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
 	probed  time.Time                // when a Replace's probe last failed
@@ -600,7 +601,7 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 			continue
 		}
 		if err != nil {
-			c.failed(ctx, err)
+			c.writeFailed(ctx, err)
 			return writeResult{outcome: failed}
 		}
 		c.tookWrite()
@@ -726,12 +727,22 @@ func (c *Cache) failed(ctx context.Context, err error) {
 	}
 }
 
+// writeFailed records a failed write: see recover.
+func (c *Cache) writeFailed(ctx context.Context, err error) {
+	if ctx.Err() == nil {
+		c.mu.Lock()
+		c.refused = true
+		c.mu.Unlock()
+	}
+	c.failed(ctx, err)
+}
+
 // recovered records a successful read; tookWrite a successful write. The
 // end of an outage is logged and everything learned from the store before
-// is verified again. While writes are kept, a read does not end the outage
-// (the store is used again for reads): a store may answer reads and refuse
-// writes (a READONLY Redis, a tandem whose database is down); the outage
-// ends when the store takes a write.
+// is verified again. After a write failed, or while writes are kept, a read
+// does not end the outage (the store is used again for reads): a store may
+// answer reads and refuse writes (a READONLY Redis, a tandem whose database
+// is down); the outage ends when the store takes a write.
 func (c *Cache) recovered() { c.recover(false) }
 
 func (c *Cache) tookWrite() { c.recover(true) }
@@ -739,8 +750,11 @@ func (c *Cache) tookWrite() { c.recover(true) }
 func (c *Cache) recover(wrote bool) {
 	c.mu.Lock()
 	c.down = false
+	if wrote {
+		c.refused = false
+	}
 	n := len(c.pending)
-	ended := c.logged && (wrote || n == 0)
+	ended := c.logged && (wrote || (n == 0 && !c.refused))
 	if ended {
 		c.logged = false
 	}
