@@ -120,9 +120,12 @@ func runIDP(ctx context.Context, e *env, o *idpOptions, users, addrs []string) e
 	fmt.Fprintf(w, "  users:         %s\n", strings.Join(users, ", "))
 	store := "--redis " + shellQuote(o.redis)
 	if o.redis == "" {
-		store = "--store memory"
+		// Replicas share nothing on the memory store: one is the story.
+		store, addrs = "--store memory", addrs[:1]
+		fmt.Fprintf(w, "\nStart the replica (the memory store is one process's; give --redis for two):\n")
+	} else {
+		fmt.Fprintf(w, "\nStart the replicas, each in its own terminal (one WEBAPP_KEY for all of them):\n")
 	}
-	fmt.Fprintf(w, "\nStart the replicas, each in its own terminal (one WEBAPP_KEY for all of them):\n")
 	for i, a := range addrs {
 		fmt.Fprintf(w, "  %s=%s %s=%s web-app serve --client-id %s --authority %s --ca-file %s --scopes %s --api-url %s --addr %s --redirect-url %s --name %s %s\n",
 			envClientSecret, shellQuote(secret), envKey, shellQuote(key), demoClientID, shellQuote(idp.Authority()),

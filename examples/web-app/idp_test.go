@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"html"
@@ -254,5 +255,27 @@ func TestIDPUsage(t *testing.T) {
 		if code != exitUsage || !strings.Contains(errOut.String(), c.want) {
 			t.Errorf("idp %s: exit %d, stderr %q; want %d and %q", c.args, code, errOut.String(), exitUsage, c.want)
 		}
+	}
+}
+
+// TestIDPMemoryStore: without Redis the replicas would share nothing, so
+// `web-app idp --redis ""` prints one serve line, on the memory store; a
+// stop before anything happened is still a clean exit that removes its files.
+func TestIDPMemoryStore(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // as if Ctrl-C came at once: it prints, then stops
+	var out, errOut strings.Builder
+	if code := run(ctx, []string{"idp", "--redis", ""}, &out, &errOut, func(string) string { return "" }); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if n := strings.Count(out.String(), " web-app serve "); n != 1 || !strings.Contains(out.String(), "--store memory") {
+		t.Errorf("%d serve lines, want one on the memory store:\n%s", n, out.String())
+	}
+	m := regexp.MustCompile(`CA file: +(\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no CA file printed:\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Dir(m[1])); !os.IsNotExist(err) {
+		t.Errorf("the temporary directory %s is still there: %v", filepath.Dir(m[1]), err)
 	}
 }
