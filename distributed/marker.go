@@ -70,8 +70,7 @@ func (c *Cache) checkMarker(ctx context.Context) {
 	next := NewVersion()
 	switch err := c.store.Store(cctx, key, markerValue, 0, next, 0); {
 	case err == nil:
-		c.setRefused(ctx, false)
-		c.recovered()
+		c.tookWrite()
 		c.marker.ver = next
 		c.log.Debug("distributed: the store's marker written", "key", key)
 	case errors.Is(err, ErrConflict):
@@ -81,8 +80,7 @@ func (c *Cache) checkMarker(ctx context.Context) {
 	default:
 		// As a partition write refused: a store that answers reads and
 		// refuses writes is still out (see recovered).
-		c.setRefused(ctx, true)
-		c.failed(ctx, err)
+		c.writeFailed(ctx, err)
 	}
 }
 
