@@ -174,14 +174,20 @@
 //     started during the outage too), writes fail and are kept by the Cache
 //     and written back when the database returns, as in any outage; touches
 //     are owed and paid then. Nothing is written to Redis meanwhile.
-//   - A copy that a failure left stale in Redis (the write to Redis failed)
-//     is repaired in the background by the process that wrote, and by the
-//     conflict of any write based on it: a writer that read it is told
-//     ErrConflict only after Redis holds the truth, so it never loops. What
-//     remains: a process that ended between its two writes, or a Redis
-//     restored from its own files after an outage in which others wrote,
-//     leaves copies that are served until written again or expired; run
-//     Redis without persistence under a tandem, or flush it after an outage.
+//   - A copy that a failure left stale in Redis is never served: a process
+//     serves a copy only once it checked it against the database since the
+//     key last changed (at its first load of the key, at its next load
+//     after the database told of a change of it, and for every key once
+//     more after Redis reconnected, was flushed or restarted). That covers
+//     a writer that ended between its two writes, a write to Redis that
+//     failed, and a Redis restored from files older than the database, for
+//     running processes and for those started after; a signed-out user
+//     stays signed out. It costs one database read per key a process loads,
+//     and per change of a key per process that loads it again. The process
+//     that wrote repairs such a copy in the background; a writer that read a
+//     stale copy is told ErrConflict only after Redis holds the truth, so it
+//     never loops. While the database is down, Redis's copies are served
+//     unchecked: they are all there is.
 //
 // Tiered's Close closes both layers.
 //

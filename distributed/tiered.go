@@ -70,12 +70,16 @@ const (
 //     not is owed to second and paid in the background, and Touch returns
 //     nil: the Cache goes on reading what first holds.
 //
-// What it does not promise: a copy that a process left stale in first (it
-// ended between its write to second and its write or repair of first, or
-// a Redis came back from its files with copies older than what other
-// processes wrote during its outage) is served until a write to that key
-// repairs it or the copy expires. Run first with persistence off, or
-// flush it after an outage, if that matters more than the reads it saves.
+// A copy in first is served only once this tandem checked it against
+// second since the key last changed (the trust rule, see checkOf): at its first Load of the key, at its next Load after
+// second told of a change of the key, and for every key once more after
+// either layer told that anything may have changed (a reconnection, a
+// flush, a restart of Redis, maybe from older files). So a copy left stale
+// in first (a writer that ended between its two writes, a write to first
+// that failed, a Redis restored from files older than second) is never
+// served, by a running tandem or one started after; a check costs one read
+// of second. While second fails, first's copy is served unchecked: it is
+// all there is. Without notices from both layers every Load reads second.
 //
 // The returned Store implements Notifier when both layers do (it forwards
 // the notices of both: a copy read from first is kept coherent by first's
@@ -91,18 +95,24 @@ func Tiered(first, second Store) Store {
 		panic("distributed: Tiered needs two stores")
 	}
 	t := &tiered{
-		first:  first,
-		second: second,
-		dirty:  map[string]uint64{},
-		owed:   map[string]time.Duration{},
-		wake:   make(chan struct{}, 1),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
+		first:   first,
+		second:  second,
+		dirty:   map[string]uint64{},
+		owed:    map[string]time.Duration{},
+		trusted: map[string]trust{},
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	n1, ok1 := first.(Notifier)
+	n2, ok2 := second.(Notifier)
+	t.notified = ok1 && ok2
+	if t.notified {
+		n1.Notify(t.noticeFirst)
+		n2.Notify(t.noticeSecond)
 	}
 	go t.repairLoop()
-	_, n1 := first.(Notifier)
-	_, n2 := second.(Notifier)
-	if n1 && n2 {
+	if t.notified {
 		return &notifyingTiered{t}
 	}
 	return t
@@ -122,6 +132,10 @@ type tiered struct {
 	dirty     map[string]uint64        // keys whose copy in first may be stale -> mark
 	marks     uint64                   // the last mark given
 	owed      map[string]time.Duration // touches second did not take -> their ttl
+	trusted   map[string]trust         // keys whose copy in first was checked (see checkOf)
+	tokens    uint64                   // the last check token given
+
+	notified bool // both layers notify: a checked copy is trusted until a notice
 
 	closed atomic.Bool
 	wake   chan struct{}
@@ -131,20 +145,30 @@ type tiered struct {
 
 type notifyingTiered struct{ *tiered }
 
-// Notify registers f with both layers.
+// Notify registers f with both layers. A notice of the second layer reaches
+// the tandem before f: a Load that f causes checks the copy in the first.
 func (t *notifyingTiered) Notify(f func(key string)) {
-	t.first.(Notifier).Notify(f)
-	t.second.(Notifier).Notify(f)
+	t.first.(Notifier).Notify(func(key string) {
+		t.noticeFirst(key)
+		f(key)
+	})
+	t.second.(Notifier).Notify(func(key string) {
+		t.noticeSecond(key)
+		f(key)
+	})
 }
 
 func (t *tiered) Load(ctx context.Context, key string) ([]byte, Version, error) {
 	if t.closed.Load() {
 		return nil, 0, errTieredClosed
 	}
-	if down, dirty := t.state(key); down {
+	down, dirty := t.state(key)
+	if down {
 		return t.second.Load(ctx, key)
-	} else if dirty {
-		return t.syncLoad(ctx, key, 0, false)
+	}
+	trusted, token := t.checkOf(key)
+	if dirty {
+		return t.syncLoad(ctx, key, 0, false, token)
 	}
 	fctx, cancel := firstContext(ctx)
 	value, v, err := t.first.Load(fctx, key)
@@ -153,21 +177,33 @@ func (t *tiered) Load(ctx context.Context, key string) ([]byte, Version, error) 
 		t.firstFailed(ctx, err)
 		return t.second.Load(ctx, key)
 	}
-	if v != 0 {
+	if v != 0 && trusted {
 		return value, v, nil
 	}
-	return t.syncLoad(ctx, key, 0, true)
+	// A miss, or a copy not checked since the key last changed: read
+	// second, and make first hold what it holds.
+	svalue, sv, err := t.syncLoad(ctx, key, v, true, token)
+	if err != nil && v != 0 {
+		// Second failed: first's copy is all there is (a database
+		// outage serves warm users). It stays unchecked.
+		return value, v, nil
+	}
+	return svalue, sv, err
 }
 
 // syncLoad reads key from second and repairs first to hold it; known tells
-// whether first is known to hold fver.
-func (t *tiered) syncLoad(ctx context.Context, key string, fver Version, known bool) ([]byte, Version, error) {
+// whether first is known to hold fver. If both layers then agree, the check
+// token of key ends: its copy is trusted.
+func (t *tiered) syncLoad(ctx context.Context, key string, fver Version, known bool, token uint64) ([]byte, Version, error) {
 	mark := t.markOf(key)
 	r := t.sync(ctx, key, fver, known, copyTTL)
 	if r.err != nil {
 		return nil, 0, r.err
 	}
 	t.settled(ctx, key, mark, r)
+	if r.agreed {
+		t.checked(key, token)
+	}
 	return r.value, r.version, nil
 }
 

@@ -71,6 +71,23 @@ func (f *flushable) Flush() {
 	}
 }
 
+// Restore replaces the layer's data by older, as a Redis restarted from
+// files older than what was written since; listeners hear "".
+func (f *flushable) Restore(older distributed.Store) {
+	f.mu.Lock()
+	old := f.inner
+	f.inner = older
+	for _, l := range f.listeners {
+		older.(distributed.Notifier).Notify(l)
+	}
+	ls := f.listeners
+	f.mu.Unlock()
+	old.Close()
+	for _, l := range ls {
+		l("")
+	}
+}
+
 func (f *flushable) Load(ctx context.Context, key string) ([]byte, distributed.Version, error) {
 	return f.store().Load(ctx, key)
 }

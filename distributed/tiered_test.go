@@ -159,14 +159,20 @@ func TestTieredFlush(t *testing.T) {
 		t.Fatalf("after a flush of the first layer: %q at %d, want the tombstone at %d", v, ver, v2)
 	}
 	holds(t, "the first layer, after the miss", td.flush, k, "tombstone", v2)
-	before := secondLoads.Load()
-	for _, p := range []distributed.Store{s, td.open(t)} {
-		if v, ver := mustLoad(t, p, k); v != "tombstone" || ver != v2 {
+	// The process that copied it trusts the copy; another one checks it
+	// once against the second layer, then trusts it.
+	other := td.open(t)
+	for _, c := range []struct {
+		p    distributed.Store
+		cost int64
+	}{{s, 0}, {other, 1}, {other, 0}, {s, 0}} {
+		before := secondLoads.Load()
+		if v, ver := mustLoad(t, c.p, k); v != "tombstone" || ver != v2 {
 			t.Fatalf("%q at %d, want the tombstone at %d", v, ver, v2)
 		}
-	}
-	if n := secondLoads.Load() - before; n != 0 {
-		t.Errorf("loads of a key the first layer holds again cost %d loads of the second", n)
+		if n := secondLoads.Load() - before; n != c.cost {
+			t.Errorf("a load of a key the first layer holds again cost %d loads of the second, want %d", n, c.cost)
+		}
 	}
 	// A missing key costs the second layer a read, and nothing is written.
 	if v, ver := mustLoad(t, s, "missing"); v != "" || ver != 0 {
@@ -226,24 +232,32 @@ func TestTieredMissRacesWriter(t *testing.T) {
 }
 
 // TestTieredWriterPausedBetweenLayers: writer A committed v2 on the second
-// layer and has not yet written the first; writer B, who reads the old copy,
-// gets one conflict (which repairs the copy), then commits v3; A's late
-// write to the first layer fails and leaves v3 there.
+// layer and has not yet written the first. B, a process that checked its
+// copy of v1 before, hears of the commit and reads v2 (and repairs the
+// copy); C, a process started meanwhile, checks the copy and reads v2 too.
+// B then commits v3; A's late write to the first layer fails and leaves v3
+// there.
 func TestTieredWriterPausedBetweenLayers(t *testing.T) {
 	td := newTandem(t)
 	a, b := td.open(t), td.open(t)
 	const k = "k"
 	v1, v2 := distributed.NewVersion(), distributed.NewVersion()
 	mustStore(t, a, k, "one", 0, v1)
+	if v, ver := mustLoad(t, b, k); v != "one" || ver != v1 {
+		t.Fatalf("B loads %q at %d; want one at %d", v, ver, v1)
+	}
 	g := newGate(func(c call) bool { return c.op == "store" && c.next == v2 })
 	td.first.setBefore(g.before)
 	done := make(chan error, 1)
 	go func() { done <- a.Store(context.Background(), k, []byte("two"), v1, v2, 0) }()
 	g.wait(t)
-	if v, ver := mustLoad(t, b, k); v != "one" || ver != v1 {
-		t.Fatalf("B loads %q at %d before A's write reached the first layer; want the old copy", v, ver)
+	holds(t, "the first layer before A's write reached it", td.flush, k, "one", v1)
+	for name, p := range map[string]distributed.Store{"B": b, "C (started now)": td.open(t)} {
+		if v, ver := mustLoad(t, p, k); v != "two" || ver != v2 {
+			t.Fatalf("%s loads %q at %d before A's write reached the first layer; want two at %d", name, v, ver, v2)
+		}
 	}
-	increment(t, b, k, 2) // "two+" at v3
+	increment(t, b, k, 1) // "two+" at v3
 	v3 := versionOf(t, td.second, k)
 	holds(t, "the first layer after B's write", td.flush, k, "two+", v3)
 	close(g.open)
@@ -255,9 +269,9 @@ func TestTieredWriterPausedBetweenLayers(t *testing.T) {
 }
 
 // TestTieredStaleCopy: a copy in the first layer that the second replaced
-// (a process ended between its two writes) or expired is repaired by the
-// conflict of the next write based on it, before ErrConflict is returned:
-// the writer's retry reads the truth, it does not loop.
+// (a process ended between its two writes) or expired is never served: a
+// process that checked it before hears of the change, a process started
+// after checks it before it trusts it. Each repairs the copy.
 func TestTieredStaleCopy(t *testing.T) {
 	ctx := context.Background()
 	t.Run("replaced", func(t *testing.T) {
@@ -266,11 +280,18 @@ func TestTieredStaleCopy(t *testing.T) {
 		const k = "k"
 		v1, v2 := distributed.NewVersion(), distributed.NewVersion()
 		mustStore(t, s, k, "one", 0, v1)
-		mustStore(t, td.second, k, "two", v1, v2) // the other process's write to first never came
 		if v, _ := mustLoad(t, s, k); v != "one" {
-			t.Fatalf("%q: the stale copy is expected to be served until repaired", v)
+			t.Fatalf("%q, want one", v)
 		}
-		increment(t, s, k, 2)
+		mustStore(t, td.second, k, "two", v1, v2) // the other process's write to first never came
+		holds(t, "the first layer", td.flush, k, "one", v1)
+		for name, p := range map[string]distributed.Store{"the running process": s, "a process started after": td.open(t)} {
+			if v, ver := mustLoad(t, p, k); v != "two" || ver != v2 {
+				t.Fatalf("%s loads %q at %d; want two at %d, not the stale copy", name, v, ver, v2)
+			}
+		}
+		holds(t, "the first layer, repaired", td.flush, k, "two", v2)
+		increment(t, s, k, 1)
 		holds(t, "the second layer", td.second, k, "two+", versionOf(t, td.second, k))
 		holds(t, "the first layer", td.flush, k, "two+", versionOf(t, td.second, k))
 	})
@@ -286,12 +307,55 @@ func TestTieredStaleCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, "the second layer expires the key", func() bool { return versionOf(t, td.second, k) == 0 })
-		if _, ver := mustLoad(t, s, k); ver != v1 {
-			t.Fatalf("Load = %d; the copy is expected to be served until repaired", ver)
+		for name, p := range map[string]distributed.Store{"the writer": s, "a process started after": td.open(t)} {
+			if _, ver := mustLoad(t, p, k); ver != 0 {
+				t.Fatalf("%s loads version %d; the key expired", name, ver)
+			}
 		}
-		increment(t, s, k, 2)
+		increment(t, s, k, 1)
 		holds(t, "the first layer", td.flush, k, "+", versionOf(t, td.second, k))
 	})
+}
+
+// TestTieredRestoredFromOlderFiles: the first layer comes back from files
+// older than the second layer (a Redis with persistence that lost its last
+// writes, or that was down while others wrote), and the writer that wrote
+// meanwhile ended before it could repair its copies. No process serves the
+// older copies: a running one checks every key again after the layer's ""
+// (and the keys the second layer told of), one started after checks each
+// key before it trusts it.
+func TestTieredRestoredFromOlderFiles(t *testing.T) {
+	for _, during := range []bool{false, true} {
+		t.Run(fmt.Sprintf("written-during-the-outage=%v", during), func(t *testing.T) {
+			td := newTandem(t)
+			writer := distributed.Tiered(shared{td.first}, shared{td.second})
+			defer writer.Close()
+			reader := td.open(t)
+			const k = "k"
+			v1, v2 := distributed.NewVersion(), distributed.NewVersion()
+			mustStore(t, writer, k, "one", 0, v1)
+			// The files the first layer comes back from.
+			older := distributed.NewMemoryStore()
+			mustStore(t, older, k, "one", 0, v1)
+			if during {
+				td.first.setBefore(func(context.Context, call) error { return errDown })
+			}
+			mustStore(t, writer, k, "two", v1, v2)
+			if v, ver := mustLoad(t, reader, k); v != "two" || ver != v2 {
+				t.Fatalf("the reader loads %q at %d; want two at %d", v, ver, v2)
+			}
+			writer.Close() // it ends before it repairs the first layer
+			td.flush.Restore(older)
+			td.first.setBefore(nil)
+			holds(t, "the first layer, restored", td.flush, k, "one", v1)
+			for name, p := range map[string]distributed.Store{"the running reader": reader, "a process started after": td.open(t)} {
+				if v, ver := mustLoad(t, p, k); v != "two" || ver != v2 {
+					t.Fatalf("%s loads %q at %d; want two at %d, not the older copy", name, v, ver, v2)
+				}
+			}
+			holds(t, "the first layer, repaired", td.flush, k, "two", v2)
+		})
+	}
 }
 
 func versionOf(t *testing.T, s distributed.Store, k string) distributed.Version {
@@ -576,4 +640,38 @@ func TestTieredClose(t *testing.T) {
 			t.Error("a layer is still open after Close")
 		}
 	}
+}
+
+// TestTieredCheckCost: what the trust rule costs the second layer. A key
+// changed anywhere costs each process that loads it again one read of the
+// second layer (the writer too: its own change is told like any other),
+// then none until it changes again.
+func TestTieredCheckCost(t *testing.T) {
+	td := newTandem(t)
+	replicas := []distributed.Store{td.open(t), td.open(t), td.open(t)}
+	var secondLoads atomic.Int64
+	td.second.setBefore(func(_ context.Context, c call) error {
+		if c.op == "load" {
+			secondLoads.Add(1)
+		}
+		return nil
+	})
+	const k = "k"
+	loads := func(want int64) {
+		t.Helper()
+		for i, p := range replicas {
+			before := secondLoads.Load()
+			mustLoad(t, p, k)
+			if n := secondLoads.Load() - before; n != want {
+				t.Errorf("replica %d: a load cost %d reads of the second layer, want %d", i, n, want)
+			}
+		}
+	}
+	v1 := distributed.NewVersion()
+	mustStore(t, replicas[0], k, "one", 0, v1)
+	loads(1) // each process checks the key once
+	loads(0)
+	mustStore(t, replicas[1], k, "two", v1, distributed.NewVersion())
+	loads(1) // a change: one read per process that loads it
+	loads(0)
 }

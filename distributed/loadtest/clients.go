@@ -165,6 +165,7 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 	cfg := workerConfig{
 		RedisURL: e.redisURL, PostgresURL: e.pgURL, Prefix: workerPrefix(e.prefix), Key: e.key, CertPEM: e.idp.CertPEM(),
 		Authority: e.idp.Authority(), Accounts: accounts, Tenants: tenants, Goroutines: o.goroutines,
+		Timeline: o.report != "",
 	}
 	ws, err := startWorkers(ctx, o.procs, cfg, stderr)
 	defer ws.stop()
@@ -216,6 +217,7 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 		}
 		back := time.Now()
 		ws.send(lineUp)
+		r.events = append(r.events, event{"Redis down", down.Sub(start), back.Sub(start)})
 		wb, err := sg.writtenBack(ctx, back)
 		if err != nil {
 			return nil, err
@@ -255,6 +257,7 @@ func runClients(ctx context.Context, o options, stderr io.Writer) (*report, erro
 		r.all.merge(res.All)
 		r.down.merge(res.Down)
 		r.errors = append(r.errors, res.Errors...)
+		r.timeline.merge(res.Timeline)
 		addStats(&r.stats, res.Stats)
 	}
 	if len(r.errors) > 5 {

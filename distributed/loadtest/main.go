@@ -26,7 +26,12 @@
 // It exits 1 if there was any failure, lost token or foreign entry, 2 on a
 // usage error.
 //
-//	go run ./distributed/loadtest [--procs 4] [--goroutines 16] [--users 200] [--tenants 10] [--duration 20s] [--tandem]
+//	go run ./distributed/loadtest [--procs 4] [--goroutines 16] [--users 200] [--tenants 10] [--duration 20s] [--tandem] [--report FILE.html]
+//
+// With --report it also writes the run as one self-contained HTML page
+// (inline CSS and SVG, nothing fetched): calls/s and the p50 and p99
+// latency per second, the outages shaded, the seconds with failures
+// marked, and the summary above.
 //
 // It starts its own redis-server (with an append-only file, so that the
 // data survives the kill) in a temporary directory unless --redis names
@@ -49,6 +54,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -81,6 +87,7 @@ type options struct {
 	redisURL   string
 	webApp     bool
 	tandem     bool
+	report     string // the HTML report's file; "" for none
 }
 
 func parse(args []string, stderr io.Writer) (options, error) {
@@ -96,6 +103,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.Var(outage, "outage", "how long Redis is down in the middle of the run (default a quarter of --duration; 0: no outage)")
 	fs.BoolVar(&o.webApp, "web-app", false, "load two examples/web-app replicas over HTTP instead (request goroutines: procs × goroutines)")
 	fs.StringVar(&o.redisURL, "redis", "", "use this Redis (redis://host:port) instead of starting one; it is not killed")
+	fs.StringVar(&o.report, "report", "", "also write the run as one self-contained HTML page to this file (mode 0600): calls/s and p50/p99 per second, the outages shaded, failures marked, the summary")
 	fs.BoolVar(&o.tandem, "tandem", false, "run on distributed.Tiered(Redis, PostgreSQL), starting a PostgreSQL too (Debian package postgresql), Redis without persistence, and three faults: Redis flushed (FLUSHALL), Redis killed and restarted empty, PostgreSQL killed and restarted, each fault's outage lasting --outage")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: loadtest [flags]\n\nPuts the distributed token cache under a bounded load with a Redis outage in the middle.\nExit status: 0 clean run; 1 failures, lost tokens or foreign entries (or an error); 2 usage error.\n\nFlags:")
@@ -145,6 +153,11 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if o.redisURL != "" {
 		o.outage = 0
 	}
+	if o.report != "" {
+		if fi, err := os.Stat(filepath.Dir(o.report)); err != nil || !fi.IsDir() {
+			return o, fmt.Errorf("--report %s: its directory does not exist", o.report)
+		}
+	}
 	return o, nil
 }
 
@@ -188,6 +201,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	r, err := run(ctx, o, &lockedWriter{w: stderr})
 	if r != nil {
 		r.print(stdout)
+		if o.report != "" {
+			if werr := writeHTMLReport(o.report, r); werr != nil {
+				err = errors.Join(err, fmt.Errorf("--report: %w", werr))
+			} else {
+				fmt.Fprintf(stdout, "report:          %s\n", o.report)
+			}
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest:", err)

@@ -56,6 +56,9 @@ type phase struct {
 	Calls    int64
 	Failures int64
 	Latency  histogram
+
+	tl   *timeline // also counted per second there, when not nil
+	last int       // the second of tl that the last observed call ended in
 }
 
 func newPhase() *phase { return &phase{Latency: histogram{}} }
@@ -86,10 +89,13 @@ type report struct {
 
 	partitions, foreign, unknown, missing int
 	stats                                 distributed.Stats // summed over the processes
+
+	timeline *timeline // per second, when an HTML report was asked for
+	events   []event   // the faults, for the HTML report
 }
 
 func newReport(mode string) *report {
-	return &report{mode: mode, all: newPhase(), down: newPhase(), signedOut: -1, inspected: "Redis"}
+	return &report{mode: mode, all: newPhase(), down: newPhase(), signedOut: -1, inspected: "Redis", timeline: &timeline{}}
 }
 
 func (r *report) failures() int64 { return r.warmFailures + r.all.Failures }

@@ -103,6 +103,9 @@ func tandemFaults(ctx context.Context, o options, e *env, ws *workers, sg *signe
 		return nil, 0, err
 	}
 	ws.send(lineUsers + string(b))
+	r.events = append(r.events, event{"Redis flushed", flushed.Sub(start), flushed.Sub(start)},
+		event{"Redis down", redisDown.Sub(start), redisBack.Sub(start)},
+		event{"PostgreSQL down", pgDown.Sub(start), pgBack.Sub(start)})
 	r.outage = fmt.Sprintf("Redis flushed (FLUSHALL) at %.1f s; redis-server killed (SIGKILL) at %.1f s, back empty at %.1f s; PostgreSQL killed (SIGKILL) at %.1f s, back at %.1f s",
 		since(flushed), since(redisDown), since(redisBack), since(pgDown), since(pgBack))
 	r.late = fmt.Sprintf("%d users signed in while PostgreSQL was down; their tokens were written back %v after it returned, and the workers were given these users then",

@@ -149,6 +149,10 @@ func runWebApp(ctx context.Context, o options, stderr io.Writer) (*report, error
 	for range o.procs * o.goroutines {
 		wg.Go(func() {
 			all, dn := newPhase(), newPhase()
+			if o.report != "" {
+				all.tl = newTimeline(start)
+				dn.tl = all.tl
+			}
 			for n := 0; !done.Load(); n++ {
 				p := all
 				if down.Load() {
@@ -167,6 +171,7 @@ func runWebApp(ctx context.Context, o options, stderr io.Writer) (*report, error
 			r.all.merge(all)
 			r.all.merge(dn)
 			r.down.merge(dn)
+			r.timeline.merge(all.tl)
 			mu.Unlock()
 		})
 	}
@@ -195,6 +200,7 @@ func runWebApp(ctx context.Context, o options, stderr io.Writer) (*report, error
 		}
 		back := time.Now()
 		down.Store(false)
+		r.events = append(r.events, event{"Redis down", killed.Sub(start), back.Sub(start)})
 		r.outage = fmt.Sprintf("redis-server killed (SIGKILL) at %.1f s, back at %.1f s (down %.1f s)",
 			killed.Sub(start).Seconds(), back.Sub(start).Seconds(), back.Sub(killed).Seconds())
 		return nil
@@ -329,8 +335,7 @@ func (w *webUser) get(u string) (status int, location, body string, err error) {
 func (w *webUser) page(u string, p *phase) error {
 	start := time.Now()
 	status, _, body, err := w.get(u + "/me")
-	p.Latency.add(time.Since(start))
-	p.Calls++
+	p.observe(start)
 	switch {
 	case err != nil:
 	case status != http.StatusOK:
@@ -339,7 +344,7 @@ func (w *webUser) page(u string, p *phase) error {
 		err = fmt.Errorf("%s/me for %s: the page does not name the user", u, w.name)
 	}
 	if err != nil {
-		p.Failures++
+		p.failure()
 	}
 	return err
 }

@@ -55,6 +55,7 @@ type workerConfig struct {
 	Accounts    []confidential.Account
 	Tenants     []string
 	Goroutines  int
+	Timeline    bool // count the calls per second too
 }
 
 // workerResult is what a worker reports, as one JSON line on stdout.
@@ -63,6 +64,7 @@ type workerResult struct {
 	All, Down    *phase
 	Errors       []string
 	Stats        distributed.Stats
+	Timeline     *timeline // per second since "go", when asked for
 }
 
 // The lines on a worker's stdin (from the coordinator) and stdout.
@@ -151,6 +153,8 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 		return nil, errors.New("the coordinator did not say go")
 	}
 
+	began := time.Now()
+	res.Timeline = newTimeline(began)
 	var down, stop atomic.Bool
 	control := newPhase() // failures to read the coordinator's lines
 	go func() {
@@ -181,6 +185,10 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 	for range cfg.Goroutines {
 		wg.Go(func() {
 			all, dn := newPhase(), newPhase()
+			if cfg.Timeline {
+				all.tl = newTimeline(began)
+				dn.tl = all.tl
+			}
 			for n := 0; !stop.Load(); n++ {
 				p := all
 				if down.Load() {
@@ -196,6 +204,7 @@ func work(cfg workerConfig, in *bufio.Scanner, out *os.File) (*workerResult, err
 			res.All.merge(all)
 			res.All.merge(dn)
 			res.Down.merge(dn)
+			res.Timeline.merge(all.tl)
 			mu.Unlock()
 		})
 	}
@@ -224,8 +233,7 @@ func (cl *caller) silent(i int, p *phase) {
 	defer cancel()
 	start := time.Now()
 	res, err := cl.web.AcquireTokenSilent(ctx, userScope, confidential.WithSilentAccount(a))
-	p.Latency.add(time.Since(start))
-	p.Calls++
+	p.observe(start)
 	switch {
 	case err != nil:
 		cl.fail(p, "silent call for user %d: %v", i, err)
@@ -240,8 +248,7 @@ func (cl *caller) credential(i int, p *phase) {
 	defer cancel()
 	start := time.Now()
 	res, err := cl.daemon.AcquireTokenByCredential(ctx, daemonScope, confidential.WithTenantID(cl.tenants[i]))
-	p.Latency.add(time.Since(start))
-	p.Calls++
+	p.observe(start)
 	if err != nil {
 		cl.fail(p, "client credentials for tenant %s: %v", cl.tenants[i], err)
 		return
@@ -266,7 +273,7 @@ func (cl *caller) fail(p *phase, format string, args ...any) {
 }
 
 func (cl *caller) failLocked(p *phase, format string, args ...any) {
-	p.Failures++
+	p.failure()
 	if len(cl.errors) < 3 {
 		cl.errors = append(cl.errors, fmt.Sprintf(format, args...))
 	}

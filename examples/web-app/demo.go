@@ -40,8 +40,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	var o demoOptions
 	f := newFlags(e, "demo", "[flags]", `
 Shows the web app with no account and no network: starts a LOCAL DEMO identity
-provider on 127.0.0.1 (it signs in anyone who types a username; its tokens are
-worthless), a throwaway redis-server when one is installed (else the memory
+provider on 127.0.0.1 (it signs in alice@contoso.example with no password; its
+tokens are worthless), a throwaway redis-server when one is installed (else the memory
 store, shared by the two replicas in this process), and two replicas of the web
 app, A and B, on one token cache. Open replica A, sign in, open the API page on
 replica B: B serves you from the shared cache without asking the identity
@@ -96,13 +96,14 @@ func runDemo(ctx context.Context, e *env, o *demoOptions) (err error) {
 	d := &demoSite{}
 	defer d.stop()
 
-	idp, err := fakeidp.Start(fakeidp.WithTenant(demoTenant))
+	idp, err := fakeidp.Start(fakeidp.WithTenant(demoTenant),
+		fakeidp.WithUnknownUserHint("This demo identity provider signs in "+demoUser))
 	if err != nil {
 		return err
 	}
 	d.idp = idp
 	d.stops = append(d.stops, idp.Close)
-	say("Local DEMO identity provider: %s (not Microsoft Entra ID; it signs in anyone)", idp.Authority())
+	say("Local DEMO identity provider: %s (not Microsoft Entra ID; it signs in %s, no password)", idp.Authority(), demoUser)
 
 	tmp, err := os.MkdirTemp("", "web-app-demo-")
 	if err != nil {
@@ -176,7 +177,7 @@ func runDemo(ctx context.Context, e *env, o *demoOptions) (err error) {
 	say("Replica B: %s", d.urls[1])
 
 	if !o.browserCheck {
-		say("\nOpen replica A, sign in (type any username, e.g. %s), then open %s/me on replica B.", demoUser, d.urls[1])
+		say("\nOpen replica A, sign in as %s, then open %s/me on replica B.", demoUser, d.urls[1])
 		say("Sign out on B and try A's API page again. Ctrl-C stops everything.")
 		<-ctx.Done()
 		say("\nStopping: the replicas, the store and the identity provider; temporary files removed.")

@@ -6,6 +6,7 @@
 //
 //	web-app serve  --client-id ID (--client-secret S | --client-cert PEM) [--redis URL] [--postgres URL]   the web app
 //	web-app daemon --client-id ID --tenants T1,T2 (--client-secret S | --client-cert PEM)  app tokens per tenant
+//	web-app idp    [--replicas ADDR1,ADDR2] [--users U1,U2]                                the demo identity provider alone, for your own replicas
 //	web-app demo   [--browser-check]                                                      all of it, locally
 //
 // The web app signs users in with the authorization code flow and PKCE,
@@ -80,6 +81,7 @@ func commands() []command {
 	return []command{
 		{"serve", "[flags]", "run the web app (sign-in, the /me page, sign-out)", cmdServe, true},
 		{"daemon", "[flags]", "get an app token per tenant every interval (client credentials)", cmdDaemon, true},
+		{"idp", "[flags]", "run the local demo identity provider alone and print the serve command lines for your own replicas", cmdIDP, true},
 		{"demo", "[flags]", "a local identity provider, a store and two replicas; --browser-check drives Chromium through them", cmdDemo, false},
 	}
 }

@@ -126,7 +126,11 @@ func (s *Server) signIn(req authRequest, username string) (string, error) {
 	}
 	user, ok := s.userByName(req.tenant, strings.TrimSpace(username))
 	if !ok {
-		return "", fmt.Errorf("there is no account %q in this tenant", username)
+		msg := fmt.Sprintf("there is no account %q in tenant %s", strings.TrimSpace(username), req.tenant.name)
+		if h := s.cfg.unknownUser; h != "" {
+			msg += ". " + h
+		}
+		return "", errors.New(msg)
 	}
 	code := s.newCode(req, user)
 	return redirectTo(req.redirectURI, url.Values{"code": {code}, "state": {req.state}}), nil

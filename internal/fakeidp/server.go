@@ -40,6 +40,9 @@ type config struct {
 	tokenLifetime  time.Duration
 	logger         *slog.Logger
 	now            func() time.Time
+	// unknownUser is added to the sign-in page's error for a username
+	// that was not added.
+	unknownUser string
 }
 
 type optionFunc func(*config)
@@ -75,6 +78,13 @@ func WithTokenLifetime(d time.Duration) Option {
 // rejects the certificate) at warn level. The default discards everything.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) { c.logger = l })
+}
+
+// WithUnknownUserHint adds hint to the error that the sign-in page shows at
+// once for a username that was not added with [Server.AddUser], e.g. which
+// usernames exist and how to add one.
+func WithUnknownUserHint(hint string) Option {
+	return optionFunc(func(c *config) { c.unknownUser = hint })
 }
 
 // withClock replaces time.Now, for tests of expiry.
