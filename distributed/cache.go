@@ -64,8 +64,8 @@ type Cache struct {
 	mu      sync.Mutex
 	pending map[string]*pendingWrite // by partition key, during an outage
 	down    bool                     // the store failed and has not answered since
-	refused bool                     // the last write the store was asked to take failed
 	logged  bool                     // the outage was logged and its end was not
+	refused bool                     // a write failed, and none was taken since
 	downAt  time.Time                // when logged became true
 	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
 	probed  time.Time                // when a Replace's probe last failed
@@ -102,7 +102,7 @@ type Stats struct {
 	Rejected      int64 // stored blobs that did not decrypt or parse (each one also a miss)
 	Bytes         int64 // bytes held by the in-process layer now
 	Pending       int   // writes kept for the store's return
-	StoreDown     bool  // the last store call failed and none has succeeded since, or writes are kept and the store refused the last one (an outage)
+	StoreDown     bool  // the last store call failed and none has succeeded since, or writes are kept and none was taken since (an outage)
 }
 
 // A pendingWrite is a change of a partition that the store could not take
@@ -600,12 +600,11 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
-		c.setRefused(ctx, err != nil)
 		if err != nil {
-			c.failed(ctx, err)
+			c.writeFailed(ctx, err)
 			return writeResult{outcome: failed}
 		}
-		c.recovered()
+		c.tookWrite()
 		c.st.writes.Add(1)
 		if c.coherent {
 			// Our own write: whatever the layer held is older. The next
@@ -707,17 +706,6 @@ func (c *Cache) isDown() bool {
 	return c.down
 }
 
-// setRefused records whether the store took the last write it was asked
-// to take (a call whose caller gave up tells nothing).
-func (c *Cache) setRefused(ctx context.Context, refused bool) {
-	if refused && ctx.Err() != nil {
-		return
-	}
-	c.mu.Lock()
-	c.refused = refused
-	c.mu.Unlock()
-}
-
 // failed records a store failure; the first one of an outage is logged. A
 // call that failed because its caller gave up does not count.
 func (c *Cache) failed(ctx context.Context, err error) {
@@ -739,16 +727,34 @@ func (c *Cache) failed(ctx context.Context, err error) {
 	}
 }
 
-// recovered records a store success; the end of an outage is logged and
-// everything learned from the store before is verified again. A store that
-// answers reads but refused the last write while writes are kept (a
-// READONLY Redis, a tandem whose database is down) serves reads, but its
-// outage has not ended: it ends when a write is taken.
-func (c *Cache) recovered() {
+// writeFailed records a failed write: see recover.
+func (c *Cache) writeFailed(ctx context.Context, err error) {
+	if ctx.Err() == nil {
+		c.mu.Lock()
+		c.refused = true
+		c.mu.Unlock()
+	}
+	c.failed(ctx, err)
+}
+
+// recovered records a successful read; tookWrite a successful write. The
+// end of an outage is logged and everything learned from the store before
+// is verified again. After a write failed, or while writes are kept, a read
+// does not end the outage (the store is used again for reads): a store may
+// answer reads and refuse writes (a READONLY Redis, a tandem whose database
+// is down); the outage ends when the store takes a write.
+func (c *Cache) recovered() { c.recover(false) }
+
+func (c *Cache) tookWrite() { c.recover(true) }
+
+func (c *Cache) recover(wrote bool) {
 	c.mu.Lock()
 	c.down = false
+	if wrote {
+		c.refused = false
+	}
 	n := len(c.pending)
-	ended := c.logged && !(c.refused && n > 0)
+	ended := c.logged && (wrote || (n == 0 && !c.refused))
 	if ended {
 		c.logged = false
 	}
@@ -806,7 +812,7 @@ func (c *Cache) writeBack() {
 // flush writes the kept writes back. It reports whether nothing is left.
 func (c *Cache) flush(ctx context.Context) bool {
 	c.mu.Lock()
-	down, work := c.down, make([]*pendingWrite, 0, len(c.pending))
+	down, work := c.down || c.logged, make([]*pendingWrite, 0, len(c.pending))
 	for _, w := range c.pending {
 		work = append(work, w)
 	}
@@ -837,7 +843,7 @@ func (c *Cache) flush(ctx context.Context) bool {
 		})
 	}
 	c.mu.Lock()
-	left, down := len(c.pending), c.down
+	left, down := len(c.pending), c.down || c.logged
 	c.mu.Unlock()
 	if left == 0 && down {
 		_, _, ok := c.loadValue(ctx, c.cfg.prefix+"probe")
@@ -867,7 +873,7 @@ func (c *Cache) Stats() Stats {
 	}
 	c.mu.Lock()
 	s.Pending = len(c.pending)
-	s.StoreDown = c.down || (c.refused && s.Pending > 0)
+	s.StoreDown = c.down || c.logged
 	c.mu.Unlock()
 	return s
 }

@@ -3,6 +3,11 @@
 package tieredtest
 
 import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,7 +170,8 @@ func redisKilled(t *testing.T, b *backend) {
 func secondDown(t *testing.T, b *backend, down, up func()) {
 	idp := dcachetest.IDP(t)
 	ctx := dcachetest.Ctx(t)
-	c := dcachetest.NewCache(t, b.open(t), distributed.WithTimeout(outageTimeout))
+	logs := &logLines{}
+	c := dcachetest.NewCache(t, b.open(t), distributed.WithTimeout(outageTimeout), distributed.WithLogger(slog.New(logs)))
 	app := dcachetest.WebApp(t, idp, c)
 	other := dcachetest.WebApp(t, idp, dcachetest.NewCache(t, b.open(t), distributed.WithTimeout(outageTimeout)))
 	accounts := dcachetest.SignInAll(t, ctx, idp, app, 8)
@@ -184,8 +190,27 @@ func secondDown(t *testing.T, b *backend, down, up func()) {
 	if err := dcachetest.Silent(ctx, app, newcomer); err != nil {
 		t.Fatalf("the user who signed in with the second layer down: %v", err)
 	}
-	if n := c.Stats().Pending; n != 1 {
-		t.Errorf("%d writes kept with the second layer down, want 1", n)
+	// A warm user's new token: a write to a partition Redis holds, so the
+	// write-back's loads succeed and its writes fail.
+	if _, err := app.AcquireTokenSilent(ctx, dcachetest.APIScope, confidential.WithSilentAccount(accounts[1])); err != nil {
+		t.Fatalf("a warm user's token for another API with the second layer down: %v", err)
+	}
+	if n := c.Stats().Pending; n != 2 {
+		t.Errorf("%d writes kept with the second layer down, want 2", n)
+	}
+	// The write-back does not spin on a tandem that answers reads (Redis)
+	// and refuses writes: it backs off, and the outage is logged once.
+	const span = 3 * time.Second
+	stores, cpu := b.calls.stores.Load(), processCPU()
+	time.Sleep(span)
+	stores, cpu = b.calls.stores.Load()-stores, processCPU()-cpu
+	t.Logf("%v with the second layer down and 2 writes kept: %d writes tried on it, %v CPU, %d 'unavailable', %d 'available again'",
+		span, stores, cpu.Round(time.Millisecond), logs.count("unavailable"), logs.count("available again"))
+	if stores > 70 { // the write-back's period is at least 50 ms
+		t.Errorf("%d writes tried on the second layer in %v: the write-back does not back off", stores, span)
+	}
+	if n := logs.count("available again"); n != 0 {
+		t.Errorf("%d 'available again' with the second layer down, want 0", n)
 	}
 	redis := b.redisOnly(t)
 	key := recordfmt.StoreKey(distributed.DefaultKeyPrefix, newcomer.HomeAccountID)
@@ -209,8 +234,48 @@ func secondDown(t *testing.T, b *backend, down, up func()) {
 	if n := idp.Requests().Sub(before).Token; n != 0 {
 		t.Errorf("%d token requests, want 0", n)
 	}
+	if w, a := logs.count("unavailable"), logs.count("available again"); w != 1 || a != 1 {
+		t.Errorf("one outage of the second layer logged %d 'unavailable' and %d 'available again', want 1 and 1", w, a)
+	}
 	first, second := versions(t, b, redis, newcomer.HomeAccountID)
 	if second == 0 || (first != 0 && first != second) {
 		t.Errorf("after the write-back: Redis holds version %d, the second layer %d", first, second)
 	}
+}
+
+// logLines counts log records by message.
+type logLines struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *logLines) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logLines) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logLines) WithGroup(string) slog.Handler            { return h }
+func (h *logLines) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r)
+	return nil
+}
+
+func (h *logLines) count(contains string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.records {
+		if strings.Contains(r.Message, contains) {
+			n++
+		}
+	}
+	return n
+}
+
+// processCPU returns the CPU time (user and system) this process used so far.
+func processCPU() time.Duration {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
+		return 0
+	}
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
 }
