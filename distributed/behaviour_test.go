@@ -34,6 +34,7 @@ func TestIsolation(t *testing.T)    { dcachetest.Isolation(t, memoryStores()) }
 func TestLostUpdates(t *testing.T)  { dcachetest.LostUpdates(t, memoryStores()) }
 func TestHotPath(t *testing.T)      { dcachetest.HotPath(t, memoryStores()) }
 func TestSignOut(t *testing.T)      { dcachetest.SignOut(t, memoryStores()) }
+func TestRotation(t *testing.T)     { dcachetest.Rotation(t, memoryStores()) }
 func TestOnBehalfOf(t *testing.T)   { dcachetest.OnBehalfOf(t, memoryStores()) }
 func TestOutage(t *testing.T)       { dcachetest.Outage(t, memoryStores()) }
 func TestReturn(t *testing.T)       { dcachetest.Return(t, memoryStores()) }

@@ -105,6 +105,13 @@
 //     New logs one warning for a store that says it is shared (Sharer:
 //     redisstore, pgstore) without keys. Nothing secret is logged, and
 //     nothing at all without WithLogger.
+//   - Key rotation. WithEncryptionKeys(new, old) seals with new and opens
+//     with both. Partitions are sealed again only when written, so before
+//     old is dropped, Reseal (or the command distributed/cmd/reseal)
+//     rewrites the rest through compare-and-set and counts what would be
+//     lost (sealed with an old key, or with none of the keys). It lists the
+//     keys through the optional Scanner interface, which every store of
+//     this module implements.
 //
 // # What MSAL Go v1.10 lets a cache do, and what it does not
 //

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -155,4 +157,33 @@ func notify(listeners []func(string), key string) {
 	for _, f := range listeners {
 		f(key)
 	}
+}
+
+// Scan implements Scanner: keys in byte order, the cursor is the last key
+// returned.
+func (s *memoryStore) Scan(ctx context.Context, prefix, cursor string, n int) ([]string, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	if n <= 0 {
+		return nil, "", fmt.Errorf("distributed: Scan: batch size %d: must be positive", n)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, "", ErrClosed
+	}
+	var keys []string
+	for k := range s.items {
+		if strings.HasPrefix(k, prefix) && k > cursor {
+			keys = append(keys, k)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(keys)
+	if len(keys) <= n {
+		return keys, "", nil
+	}
+	keys = keys[:n]
+	return keys, keys[n-1], nil
 }

@@ -64,6 +64,24 @@ type Notifier interface {
 	Notify(f func(key string))
 }
 
+// A Scanner is a Store that can list its keys, in batches, so that a tool
+// can visit every partition (Reseal). Implementing it is optional: the
+// stores of this module do (memory, Redis standalone, Sentinel and Cluster,
+// PostgreSQL, Tiered through its second layer).
+type Scanner interface {
+	// Scan returns keys that start with prefix, about n of them (a batch
+	// may hold more or fewer, even none, before the end), from the position
+	// cursor ("" is the beginning), and the cursor of the next batch: ""
+	// once the scan is complete. A cursor is printable text the caller
+	// keeps to resume later, on any client of the same store.
+	//
+	// Guarantee: a key that holds a value from the first call of a scan to
+	// its end is returned at least once. A key may be returned more than
+	// once (Redis), and one written, removed or expired during the scan may
+	// or may not be. Keys are not loaded: the caller loads each one.
+	Scan(ctx context.Context, prefix, cursor string, n int) (keys []string, next string, err error)
+}
+
 // A Sharer is a Store that other processes or machines reach too (Redis,
 // PostgreSQL): whoever can read the server can read what it holds. New logs
 // one warning when a Cache on a shared store has no WithEncryptionKeys (its

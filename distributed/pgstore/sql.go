@@ -69,6 +69,7 @@ type queries struct {
 	create        string // $1 key, $2 value, $3 next version, $4 ttl ms, $5 token: writes when missing or expired, then notifies
 	update        string // $1 key, $2 value, $3 next version, $4 ttl ms, $5 token, $6 prev version: writes when alive at prev, then notifies
 	touch         string // $1 key, $2 ttl ms: sets the expiry of a live row
+	scan          string // $1 prefix, $2 after this key, $3 batch size: live keys that start with $1, after $2, in key order
 	tryLock       string // $1 lock id: the cleanup's session lock, if free
 	unlock        string // $1 lock id
 	deleteExpired string // $1 batch size: deletes up to $1 expired rows not locked by a writer, notifies, returns the count
@@ -95,6 +96,7 @@ SELECT `+notice+` FROM w`, table, "$4", "$5::text"),
 	RETURNING key)
 SELECT `+notice+` FROM w`, table, "$4", "$5::text"),
 		touch:   q(`UPDATE %[1]s SET expires_at = `+expiry+` WHERE key = $1 AND `+alive, table, "$2"),
+		scan:    q(`SELECT key FROM %[1]s WHERE key > $2 AND starts_with(key, $1) AND `+alive+` ORDER BY key LIMIT $3`, table),
 		tryLock: `SELECT pg_try_advisory_lock($1)`,
 		unlock:  `SELECT pg_advisory_unlock($1)`,
 		deleteExpired: q(`WITH d AS (

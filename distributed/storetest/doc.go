@@ -52,6 +52,10 @@
 //     key this client loaded.
 //   - CanceledContext: Store with a canceled ctx fails and writes nothing
 //     (every method honours ctx).
+//   - Scan, for a store that implements the optional distributed.Scanner:
+//     every live key under a prefix is listed (at least once) in batches
+//     that end with cursor "", nothing outside the prefix is, even when it
+//     holds * ? [ ] \ % or _, and a canceled ctx is an error.
 //   - Close: every call after Close returns an error wrapping net.ErrClosed;
-//     a second Close returns nil.
+//     a second Close returns nil (Scan too, if implemented).
 package storetest

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,6 +41,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) func() distributed.Store) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Notify", testNotify},
 		{"CanceledContext", testCanceledContext},
+		{"Scan", testScan},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
@@ -407,6 +409,83 @@ func testCanceledContext(t *testing.T, open func() distributed.Store) {
 	}
 }
 
+// testScan checks distributed.Scanner, for a store that implements it
+// (it is optional): every key under the prefix is listed, in batches, from
+// any client, and nothing else is, even with a prefix holding characters
+// that a pattern would read (* ? [ ] \ %).
+func testScan(t *testing.T, open func() distributed.Store) {
+	a := open()
+	if _, ok := a.(distributed.Scanner); !ok {
+		t.Logf("%T does not implement distributed.Scanner (optional): nothing to check", a)
+		return
+	}
+	prefix := key(t, `p*?[x]\%_`)
+	const n = 25
+	want := map[string]bool{}
+	for i := range n {
+		k := fmt.Sprintf("%s%02d", prefix, i)
+		want[k] = true
+		store(t, a, k, []byte("v"), 0, distributed.NewVersion(), 0)
+	}
+	// Keys a pattern or a LIKE would wrongly take for the prefix's.
+	for _, other := range []string{key(t, "pXX[x]\\%_00"), key(t, "p*?x]\\%_00"), key(t, "p*?[x]\\_x_00"), key(t, "p")} {
+		store(t, a, other, []byte("other"), 0, distributed.NewVersion(), 0)
+	}
+	// An expired key is not listed (or, if listed, loads as missing).
+	gone := prefix + "expired"
+	store(t, a, gone, []byte("v"), 0, distributed.NewVersion(), 50*time.Millisecond)
+	eventually(t, "the key expires", func() bool {
+		_, ver := load(t, a, gone)
+		return ver == 0
+	})
+
+	b := open().(distributed.Scanner)
+	got := map[string]bool{}
+	cursor, batches := "", 0
+	for {
+		keys, next, err := b.Scan(ctx(t), prefix, cursor, 4)
+		if err != nil {
+			t.Fatalf("Scan(cursor %q): %v", cursor, err)
+		}
+		for _, k := range keys {
+			if !strings.HasPrefix(k, prefix) {
+				t.Errorf("Scan listed %q, outside the prefix", k)
+			}
+			if k == gone {
+				if _, ver := load(t, a, k); ver != 0 {
+					t.Errorf("the expired key loads as version %d", ver)
+				}
+				continue
+			}
+			got[k] = true
+		}
+		batches++
+		if next == "" {
+			break
+		}
+		if batches > 10*n {
+			t.Fatalf("Scan has not ended after %d batches (cursor %q)", batches, next)
+		}
+		cursor = next
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("Scan did not list %q", k)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("Scan listed %d keys under the prefix, want %d", len(got), len(want))
+	}
+	if batches < 2 {
+		t.Errorf("%d keys listed in %d batch of 4", n, batches)
+	}
+	c, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := b.Scan(c, prefix, "", 4); err == nil {
+		t.Error("Scan with a canceled ctx succeeded")
+	}
+}
+
 func testClose(t *testing.T, open func() distributed.Store) {
 	s := open()
 	k := key(t, "k")
@@ -427,6 +506,10 @@ func testClose(t *testing.T, open func() distributed.Store) {
 	closedErr("Load", err)
 	closedErr("Store", s.Store(ctx(t), k, []byte("two"), v1, distributed.NewVersion(), 0))
 	closedErr("Touch", s.Touch(ctx(t), k, time.Minute))
+	if sc, ok := s.(distributed.Scanner); ok {
+		_, _, err := sc.Scan(ctx(t), k, "", 10)
+		closedErr("Scan", err)
+	}
 	// A second Close returns nil and does nothing.
 	if err := s.Close(); err != nil {
 		t.Errorf("a second Close = %v; want nil", err)

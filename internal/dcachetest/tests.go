@@ -31,6 +31,7 @@ func Run(t *testing.T, newStore NewStore) {
 		"Return":       Return,
 		"Expiry":       Expiry,
 		"Encrypted":    Encrypted,
+		"Rotation":     Rotation,
 	} {
 		t.Run(name, func(t *testing.T) { f(t, newStore) })
 	}

@@ -123,6 +123,13 @@ func (k *Keys) Open(blob, ad []byte) ([]byte, error) {
 	return nil, fmt.Errorf("%w: sealed with key id %x, which is not configured", ErrOpen, id)
 }
 
+// SealedWithFirst reports whether blob names the first key as the one that
+// sealed it (key rotation: a blob that opens but is not sealed with the
+// first key is due to be sealed again). It does not check that blob opens.
+func (k *Keys) SealedWithFirst(blob []byte) bool {
+	return len(blob) >= headerLen && blob[0] == version && [idSize]byte(blob[1:headerLen]) == k.keys[0].id
+}
+
 // additional is the header followed by ad: both are authenticated.
 func additional(header, ad []byte) []byte {
 	b := make([]byte, 0, len(header)+len(ad))

@@ -101,3 +101,29 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// TestSealedWithFirst: a blob names the key that sealed it; after a
+// rotation only the new key's blobs are current.
+func TestSealedWithFirst(t *testing.T) {
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	before, err := New(oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := New(newKey, oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := before.Seal([]byte("x"), []byte("k"))
+	if !before.SealedWithFirst(old) || after.SealedWithFirst(old) {
+		t.Error("a blob sealed with the old key: wrong answer before or after the rotation")
+	}
+	if !after.SealedWithFirst(after.Seal([]byte("x"), []byte("k"))) {
+		t.Error("a blob sealed after the rotation is not current")
+	}
+	for _, b := range [][]byte{nil, {1}, {2, 0, 0, 0, 0, 0, 0, 0, 0}} {
+		if after.SealedWithFirst(b) {
+			t.Errorf("%x is current", b)
+		}
+	}
+}
