@@ -110,6 +110,9 @@ func Reseal(ctx context.Context, store Store, run ResealRun, opts ...Option) (Re
 			return res, fmt.Errorf("distributed: Reseal: scan: %w", err)
 		}
 		for _, skey := range batchKeys {
+			if skey == recordfmt.MarkerKey(cfg.prefix) {
+				continue // the Cache's marker (it tells a store that lost its data), no partition
+			}
 			if err := r.visit(ctx, skey, &res); err != nil {
 				// res.Cursor is still this batch's: a later run repeats it.
 				return res, err
