@@ -73,11 +73,12 @@ type Cache struct {
 	closed  bool
 	nviews  int
 
-	isClosed atomic.Bool // closed, for the hot path
-	recheck  atomic.Bool // the store's connection was lost or renewed: the write-back asks it (see verify)
-	markDue  atomic.Bool // the write-back checks the store's marker (see checkMarker)
-	marker   marker      // the store's marker as last seen; only the write-back goroutine
-	marks    bool        // the store may lose its data: the marker is kept (not the memory store)
+	isClosed atomic.Bool   // closed, for the hot path
+	recheck  atomic.Bool   // the store's connection was lost or renewed: the write-back asks it (see verify)
+	markDue  atomic.Bool   // the write-back checks the store's marker (see checkMarker)
+	failures atomic.Uint64 // store failures recorded so far (see recover)
+	marker   marker        // the store's marker as last seen; only the write-back goroutine
+	marks    bool          // the store may lose its data: the marker is kept (not the memory store)
 
 	wake chan struct{}
 	quit chan struct{}
@@ -396,12 +397,13 @@ func (c *Cache) loadValue(ctx context.Context, skey string) ([]byte, Version, bo
 	cctx, cancel := c.timeout(ctx)
 	defer cancel()
 	c.st.storeReads.Add(1)
+	since := c.failures.Load()
 	value, ver, err := c.store.Load(cctx, skey)
 	if err != nil {
 		c.failed(ctx, err)
 		return nil, 0, false
 	}
-	c.recovered()
+	c.recovered(since)
 	return value, ver, true
 }
 
@@ -439,12 +441,13 @@ func (c *Cache) touch(ctx context.Context, key, skey string, v *view) {
 	}
 	cctx, cancel := c.timeout(ctx)
 	defer cancel()
+	since := c.failures.Load()
 	if err := c.store.Touch(cctx, skey, c.cfg.ttl); err != nil {
 		c.failed(ctx, err)
 		v.untouched(key)
 		return
 	}
-	c.recovered()
+	c.recovered(since)
 }
 
 // ttl is the expiry of a partition written with content s: the sliding TTL,
@@ -564,12 +567,13 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 			break // out of time before asking, not a store failure: kept below
 		}
 		c.st.storeReads.Add(1)
+		since := c.failures.Load()
 		value, prev, err := c.store.Load(cctx, w.skey)
 		if err != nil {
 			c.failed(ctx, err)
 			return writeResult{outcome: failed}
 		}
-		c.recovered()
+		c.recovered(since)
 		theirs := record{snap: msaljson.Empty}
 		if value != nil {
 			if theirs, err = decodeRecord(value, w.skey, c.keys, memo); err != nil {
@@ -603,6 +607,7 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 		if !out.removed {
 			ttl = c.ttl(w.key, out.snap)
 		}
+		since = c.failures.Load()
 		err = c.store.Store(cctx, w.skey, encodeRecord(out, w.skey, c.keys), prev, next, ttl)
 		if errors.Is(err, ErrConflict) {
 			continue
@@ -611,7 +616,7 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 			c.writeFailed(ctx, err)
 			return writeResult{outcome: failed}
 		}
-		c.tookWrite()
+		c.tookWrite(since)
 		c.st.writes.Add(1)
 		if c.coherent {
 			// Our own write: whatever the layer held is older. The next
@@ -721,6 +726,7 @@ func (c *Cache) failed(ctx context.Context, err error) {
 	}
 	c.st.errors.Add(1)
 	c.mu.Lock()
+	c.failures.Add(1)
 	c.down = true
 	log := !c.logged
 	c.logged = true
@@ -744,18 +750,32 @@ func (c *Cache) writeFailed(ctx context.Context, err error) {
 	c.failed(ctx, err)
 }
 
-// recovered records a successful read; tookWrite a successful write. The
-// end of an outage is logged and everything learned from the store before
-// is verified again. After a write failed, or while writes are kept, a read
-// does not end the outage (the store is used again for reads): a store may
-// answer reads and refuse writes (a READONLY Redis, a tandem whose database
-// is down); the outage ends when the store takes a write.
-func (c *Cache) recovered() { c.recover(false) }
+// recovered records a successful read; tookWrite a successful write; since
+// is c.failures read before the call was made. The end of an outage is
+// logged and everything learned from the store before is verified again.
+// After a write failed, or while writes are kept, a read does not end the
+// outage (the store is used again for reads): a store may answer reads and
+// refuse writes (a READONLY Redis, a tandem whose database is down); the
+// outage ends when the store takes a write. A call during which a failure
+// was recorded changes nothing: it may have been answered before the store
+// failed (a slow answer that arrives after another caller saw the store
+// go), so it is no news that the store is back.
+func (c *Cache) recovered(since uint64) { c.recover(false, since) }
 
-func (c *Cache) tookWrite() { c.recover(true) }
+func (c *Cache) tookWrite(since uint64) { c.recover(true, since) }
 
-func (c *Cache) recover(wrote bool) {
+func (c *Cache) recover(wrote bool, since uint64) {
 	c.mu.Lock()
+	if c.failures.Load() != since {
+		first := !c.used
+		c.used = true
+		c.mu.Unlock()
+		if first && c.marks {
+			c.markDue.Store(true)
+			c.poke()
+		}
+		return
+	}
 	c.down = false
 	if wrote {
 		c.refused = false

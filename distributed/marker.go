@@ -41,13 +41,14 @@ func (c *Cache) checkMarker(ctx context.Context) {
 	key := c.markerKey()
 	// Not loadValue: the marker is no partition read (Stats.StoreReads).
 	lctx, cancel := c.timeout(ctx)
+	since := c.failures.Load()
 	_, ver, err := c.store.Load(lctx, key)
 	cancel()
 	if err != nil {
 		c.failed(ctx, err)
 		return
 	}
-	c.recovered()
+	c.recovered(since)
 	switch {
 	case ver == c.marker.ver && ver != 0:
 		c.log.Debug("distributed: the store still holds its marker", "key", key)
@@ -68,9 +69,10 @@ func (c *Cache) checkMarker(ctx context.Context) {
 	cctx, cancel := c.timeout(ctx)
 	defer cancel()
 	next := NewVersion()
+	since = c.failures.Load()
 	switch err := c.store.Store(cctx, key, markerValue, 0, next, 0); {
 	case err == nil:
-		c.tookWrite()
+		c.tookWrite(since)
 		c.marker.ver = next
 		c.log.Debug("distributed: the store's marker written", "key", key)
 	case errors.Is(err, ErrConflict):

@@ -132,3 +132,81 @@ func TestWriteBackToAStoreThatRefusesWrites(t *testing.T) {
 		})
 	}
 }
+
+// gated is a store whose loads of key wait for release, and whose calls
+// fail while down is set.
+type gated struct {
+	inner   Store
+	key     string
+	started chan struct{}
+	release chan struct{}
+	down    atomic.Bool
+}
+
+func (s *gated) Load(ctx context.Context, key string) ([]byte, Version, error) {
+	if key == s.key {
+		s.started <- struct{}{}
+		<-s.release
+		return s.inner.Load(ctx, key)
+	}
+	if s.down.Load() {
+		return nil, 0, errRefused
+	}
+	return s.inner.Load(ctx, key)
+}
+
+func (s *gated) Store(ctx context.Context, key string, value []byte, prev, next Version, ttl time.Duration) error {
+	if s.down.Load() {
+		return errRefused
+	}
+	return s.inner.Store(ctx, key, value, prev, next, ttl)
+}
+
+func (s *gated) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	return s.inner.Touch(ctx, key, ttl)
+}
+
+func (s *gated) Close() error { return s.inner.Close() }
+
+// TestALateAnswerDoesNotEndAnOutage: a load sent while the store was up
+// and answered after another call saw the store fail is no news that the
+// store is back: the outage goes on (it was ended, then a new one logged:
+// two warnings for one outage, flaky in the outage tests under load).
+func TestALateAnswerDoesNotEndAnOutage(t *testing.T) {
+	s := &gated{inner: NewMemoryStore(), key: "late", started: make(chan struct{}), release: make(chan struct{})}
+	logs := &logLines{}
+	c := newCache(t, s, WithLogger(slog.New(logs)))
+	ctx := context.Background()
+	late := make(chan bool)
+	go func() {
+		_, _, ok := c.loadValue(ctx, "late")
+		late <- ok
+	}()
+	<-s.started // sent while the store is up
+	s.down.Store(true)
+	if _, _, ok := c.loadValue(ctx, "other"); ok {
+		t.Fatal("a load from a store that is down succeeded")
+	}
+	close(s.release) // the late answer arrives after the failure
+	if !<-late {
+		t.Fatal("the late load failed")
+	}
+	st := c.Stats()
+	if !st.StoreDown {
+		t.Errorf("a late answer ended the outage: %+v", st)
+	}
+	if n := logs.count("available again"); n != 0 {
+		t.Errorf("%d 'available again' from an answer sent before the outage, want 0", n)
+	}
+	s.down.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Stats().StoreDown {
+		if time.Now().After(deadline) {
+			t.Fatalf("the outage did not end once the store was back: %+v", c.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if w, a := logs.count("unavailable"), logs.count("available again"); w != 1 || a != 1 {
+		t.Errorf("%d warnings and %d 'available again' for one outage, want 1 and 1", w, a)
+	}
+}

@@ -312,6 +312,13 @@ func (f *Failing) Calls() int64 { return f.calls.Load() }
 
 var errRefused = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
 
+// errHung wraps the error of a call that waited on a hung Failing store.
+var errHung = errors.New("the store hangs (test)")
+
+// injected reports whether err is a failure the Failing store made up, not
+// one of the store under it.
+func injected(err error) bool { return errors.Is(err, errRefused) || errors.Is(err, errHung) }
+
 func (f *Failing) fail(ctx context.Context) error {
 	f.calls.Add(1)
 	f.mu.Lock()
@@ -322,7 +329,7 @@ func (f *Failing) fail(ctx context.Context) error {
 	}
 	if hang {
 		<-ctx.Done()
-		return ctx.Err()
+		return fmt.Errorf("%w (%w)", errHung, ctx.Err())
 	}
 	return errRefused
 }

@@ -388,6 +388,31 @@ func (h *logCounter) count(level slog.Level, contains string) int {
 	return n
 }
 
+// outages counts the outage warnings: those for failures of a Failing
+// store, and the others.
+func (h *logCounter) outages() (ours, theirs int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.records {
+		if r.Level != slog.LevelWarn || !strings.Contains(r.Message, "unavailable") {
+			continue
+		}
+		mine := false
+		r.Attrs(func(a slog.Attr) bool {
+			if err, ok := a.Value.Any().(error); ok && injected(err) {
+				mine = true
+			}
+			return true
+		})
+		if mine {
+			ours++
+		} else {
+			theirs++
+		}
+	}
+	return ours, theirs
+}
+
 // Outage: with the store down, warm users keep getting tokens, a sign-in
 // is kept and written back when the store returns, no call waits past the
 // timeout, and the outage and the recovery are logged once each.
@@ -464,11 +489,18 @@ func Outage(t *testing.T, newStore NewStore) {
 		t.Error("the process that was cut off still serves a user signed out during the outage")
 	}
 
-	if n := logs.count(slog.LevelWarn, "unavailable"); n != 4 {
-		t.Errorf("%d outage warnings for 4 outages", n)
+	// Under load, the real store may itself answer slower than the
+	// timeout: the Cache rightly sees an outage of its own. Each outage,
+	// ours or the store's, is logged once, and its end once.
+	ours, theirs := logs.outages()
+	if ours != 4 {
+		t.Errorf("%d outage warnings for 4 outages (and %d of the store itself)", ours, theirs)
 	}
-	if n := logs.count(slog.LevelInfo, "available again"); n != 4 {
-		t.Errorf("%d recovery records for 4 outages", n)
+	if theirs > 0 {
+		t.Logf("the store itself was out %d times (slower than the timeout)", theirs)
+	}
+	if n := logs.count(slog.LevelInfo, "available again"); n != ours+theirs {
+		t.Errorf("%d recovery records for %d outages", n, ours+theirs)
 	}
 }
 
