@@ -66,9 +66,10 @@ const (
 //   - While second fails, keys that first holds are still loaded from it;
 //     Store fails (the Cache keeps its writes and writes them back when
 //     second returns), and nothing is written to first.
-//   - Touch touches both layers. A touch that first took and second did
-//     not is owed to second and paid in the background, and Touch returns
-//     nil: the Cache goes on reading what first holds.
+//   - Touch touches second, then first (so a copy never expires before
+//     second's key does). A touch that first took and second did not is
+//     owed to second and paid in the background, and Touch returns nil:
+//     the Cache goes on reading what first holds.
 //
 // A copy in first is served only once this tandem checked it against
 // second since the key last changed (the trust rule, see checkOf): at its first Load of the key, at its next Load after
@@ -249,7 +250,7 @@ func (t *tiered) Store(ctx context.Context, key string, value []byte, prev, next
 	return nil
 }
 
-// Touch touches both layers. If second fails and first took the touch,
+// Touch touches second, then first. If second fails and first took the touch,
 // the touch of second is owed: retried in the background until second
 // takes it, and Touch returns nil, so that a Cache keeps reading the
 // copies first holds (a failed Touch would make it treat the whole store
@@ -258,17 +259,22 @@ func (t *tiered) Touch(ctx context.Context, key string, ttl time.Duration) error
 	if t.closed.Load() {
 		return errTieredClosed
 	}
+	// Second first: the copy's new expiry then falls after second's, never
+	// before. Were first touched first, its copy could expire while second
+	// still holds the key; a Load in that gap copies it again with copyTTL,
+	// and the tandem trusts that copy after second expired the key, until
+	// second tells of the expiry (pgstore: at its next cleanup).
+	err := t.second.Touch(ctx, key, ttl)
 	touched := false
 	if down, _ := t.state(key); !down {
 		fctx, cancel := firstContext(ctx)
-		err := t.first.Touch(fctx, key, ttl)
+		ferr := t.first.Touch(fctx, key, ttl)
 		cancel()
-		if err != nil {
-			t.firstFailed(ctx, err)
+		if ferr != nil {
+			t.firstFailed(ctx, ferr)
 		}
-		touched = err == nil
+		touched = ferr == nil
 	}
-	err := t.second.Touch(ctx, key, ttl)
 	if err != nil && touched && ctx.Err() == nil {
 		t.owe(key, ttl)
 		return nil

@@ -675,3 +675,43 @@ func TestTieredCheckCost(t *testing.T) {
 	loads(1) // a change: one read per process that loads it
 	loads(0)
 }
+
+// TestTieredTouchOrder: Touch gives second its new expiry before first, so
+// that the copy in first never expires while second still holds the key. In
+// the other order a Load between the two expiries would copy the key again
+// for copyTTL, and serve that copy after second expired the key, as long as
+// second does not tell of expiries (pgstore tells at its cleanup only).
+func TestTieredTouchOrder(t *testing.T) {
+	td := newTandem(t)
+	s := td.open(t)
+	const k = "k"
+	mustStore(t, s, k, "one", 0, distributed.NewVersion())
+	var secondTouched, firstTouched atomic.Int32
+	var wrongOrder atomic.Bool
+	td.second.setAfter(func(c call, err error) error {
+		if c.op == "touch" {
+			secondTouched.Add(1)
+		}
+		return err
+	})
+	td.first.setBefore(func(_ context.Context, c call) error {
+		if c.op == "touch" {
+			if secondTouched.Load() <= firstTouched.Load() {
+				wrongOrder.Store(true)
+			}
+			firstTouched.Add(1)
+		}
+		return nil
+	})
+	for range 3 {
+		if err := s.Touch(context.Background(), k, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if firstTouched.Load() != 3 || secondTouched.Load() != 3 {
+		t.Fatalf("3 Touches reached first %d times, second %d times; want 3 and 3", firstTouched.Load(), secondTouched.Load())
+	}
+	if wrongOrder.Load() {
+		t.Fatal("Touch touched first before second had taken the touch: first's copy may expire before second's key")
+	}
+}

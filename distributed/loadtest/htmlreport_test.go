@@ -11,7 +11,6 @@ import (
 	"image"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/msalcache/msalcache/internal/headless"
 	"github.com/msalcache/msalcache/internal/redistest"
 )
 
@@ -119,12 +119,11 @@ func lumaVariance(img image.Image) float64 {
 // test command promises every service) when there is none.
 func requireChromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
+	p, err := headless.Find()
+	if err == nil {
+		return p
 	}
-	const msg = "no Chromium found: install the chromium package (apt-get install -y chromium)"
+	msg := err.Error()
 	if os.Getenv("MSALCACHE_REQUIRE_SERVICES") == "1" {
 		t.Fatal(msg)
 	}
@@ -138,22 +137,7 @@ func newBrowser(t *testing.T, exe string) context.Context {
 	t.Helper()
 	profile := t.TempDir()
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.Flag("headless", "new"),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(1100, 900),
-		chromedp.NoInheritEnv,
-		chromedp.Env("PATH="+os.Getenv("PATH"), "HOME="+profile, "TMPDIR="+os.TempDir()),
-		chromedp.ExecPath(exe))
+		append(headless.Flags(profile, 1100, 900), chromedp.ExecPath(exe))...)
 	bctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() {
 		cctx, ccancel := context.WithTimeout(bctx, 10*time.Second)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/msalcache/msalcache/internal/redact"
 )
 
 // parseURL parses a postgres:// or postgresql:// URL into a pool
@@ -18,7 +20,7 @@ import (
 // message can contain a piece of it. It also returns the URL with the
 // password replaced, for messages.
 func parseURL(raw string, dialTimeout time.Duration) (*pgxpool.Config, string, error) {
-	redacted := redact(raw)
+	redacted := redactURL(raw)
 	bad := func(format string, args ...any) (*pgxpool.Config, string, error) {
 		return nil, redacted, fmt.Errorf("pgstore: URL %q: %s", redacted, fmt.Sprintf(format, args...))
 	}
@@ -81,22 +83,8 @@ func unescape(s string) string {
 // also reads.
 var passwordParam = regexp.MustCompile(`([?&]password=)[^&]*`)
 
-// redact replaces the password of a URL (what parseURL reads as the
-// password: from the first ":" after the scheme to the last "@") with
-// "xxxxx", and so does it with a password= parameter.
-func redact(raw string) string {
-	raw = passwordParam.ReplaceAllString(raw, "${1}xxxxx")
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return raw
-	}
-	user, _, hasPassword := strings.Cut(rest[:at], ":")
-	if !hasPassword {
-		return raw
-	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
+// redactURL replaces the password of a URL with "xxxxx", in its user
+// information and in a password= parameter.
+func redactURL(raw string) string {
+	return redact.URL(passwordParam.ReplaceAllString(raw, "${1}xxxxx"))
 }

@@ -27,7 +27,7 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("parseURL(%q): connect timeout %v", raw, cfg.ConnConfig.ConnectTimeout)
 		}
 	}
-	if r := redact("postgres://h/db?sslmode=disable&password=s3cret&x=1"); strings.Contains(r, "s3cret") {
+	if r := redactURL("postgres://h/db?sslmode=disable&password=s3cret&x=1"); strings.Contains(r, "s3cret") {
 		t.Errorf("redact kept a password= parameter: %q", r)
 	}
 }

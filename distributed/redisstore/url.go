@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/msalcache/msalcache/internal/redact"
 )
 
 // A target is what a URL names.
@@ -26,7 +28,7 @@ type target struct {
 // the URL, and so no error message, can contain a piece of it.
 func parseURL(raw string) (target, error) {
 	var t target
-	t.redacted = redact(raw)
+	t.redacted = redact.URL(raw)
 	bad := func(format string, args ...any) (target, error) {
 		return target{}, fmt.Errorf("redisstore: URL %q: %s", t.redacted, fmt.Sprintf(format, args...))
 	}
@@ -124,23 +126,4 @@ func hostPort(s string) (string, error) {
 		return "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
 	}
 	return net.JoinHostPort(host, port), nil
-}
-
-// redact replaces the password of a URL (what parseURL reads as the
-// password: from the first ":" after the scheme to the last "@") with
-// "xxxxx".
-func redact(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return raw
-	}
-	user, _, hasPassword := strings.Cut(rest[:at], ":")
-	if !hasPassword {
-		return raw
-	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }

@@ -7,56 +7,27 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/msalcache/msalcache/internal/headless"
 )
 
-// browserFlags are the flags Chromium runs with: headless, as root in a
-// container (no sandbox), quiet (no background traffic, no updates, no
-// sync), in its own profile directory.
+// browserFlags are the flags Chromium runs with (internal/headless), and
+// the trust of the local identity provider's certificate when trustSPKI is
+// set.
 func browserFlags(profile string, trustSPKI string) []chromedp.ExecAllocatorOption {
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.Flag("headless", "new"),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(1000, 800),
-		// Nothing of this process's environment (it may hold the client
-		// secret). Chromium's socket directory stays in the temporary
-		// directory: a Unix socket path inside a deep profile could be too
-		// long. It removes that directory when it is closed gracefully.
-		chromedp.NoInheritEnv,
-		chromedp.Env("PATH="+os.Getenv("PATH"), "HOME="+profile, "TMPDIR="+os.TempDir()),
-	}
+	opts := headless.Flags(profile, 1000, 800)
 	if trustSPKI != "" {
 		// Trust the local identity provider's self-signed certificate, and
 		// nothing else that would fail verification.
 		opts = append(opts, chromedp.Flag("ignore-certificate-errors-spki-list", trustSPKI))
 	}
 	return opts
-}
-
-// findChromium returns the path of a Chromium or Chrome binary.
-func findChromium() (string, error) {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("no Chromium found: install the chromium package (apt-get install -y chromium)")
 }
 
 // browserCheck drives a real browser through the web app on two replicas:
@@ -105,7 +76,7 @@ func (c *browserCheck) run(ctx context.Context) (err error) {
 	defer os.RemoveAll(profile)
 	exe := c.chromium
 	if exe == "" {
-		if exe, err = findChromium(); err != nil {
+		if exe, err = headless.Find(); err != nil {
 			return err
 		}
 	}

@@ -15,13 +15,15 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/msalcache/msalcache/internal/headless"
 )
 
 // requireChromium returns the Chromium binary, or skips (fails where the
 // test command promises every service) when there is none.
 func requireChromium(t *testing.T) string {
 	t.Helper()
-	p, err := findChromium()
+	p, err := headless.Find()
 	if err != nil {
 		if os.Getenv("MSALCACHE_REQUIRE_SERVICES") == "1" {
 			t.Fatal(err)

@@ -33,6 +33,7 @@ body { font-family: system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; 
 header { display: flex; justify-content: space-between; align-items: baseline; border-bottom: 1px solid #ccc; }
 .replica { background: #eef; padding: .2rem .5rem; border-radius: .3rem; }
 table { border-collapse: collapse; } td, th { text-align: left; padding: .2rem .8rem .2rem 0; vertical-align: top; }
+nav { margin-top: 1.5rem; padding-top: .8rem; border-top: 1px solid #ccc; }
 nav a, nav button { margin-right: 1rem; }
 </style>
 </head>
