@@ -3,6 +3,7 @@ package distributed
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/msalcache/msalcache/internal/msaljson"
 	"github.com/msalcache/msalcache/internal/recordfmt"
@@ -19,6 +20,8 @@ import (
 type record struct {
 	gen     uint64
 	removed bool
+	at      time.Time // a tombstone's: when removed; else when the generation began
+	after   time.Time // the removal the generation follows (zero: none known)
 	snap    *msaljson.Snapshot
 }
 
@@ -30,7 +33,7 @@ func encodeRecord(r record, skey string, keys *seal.Keys) []byte {
 	if !r.removed {
 		js = r.snap.Raw
 	}
-	return recordfmt.Seal(recordfmt.Header{Gen: r.gen, Removed: r.removed}, js, skey, keys)
+	return recordfmt.Seal(recordfmt.Header{Gen: r.gen, Removed: r.removed, At: r.at, After: r.after}, js, skey, keys)
 }
 
 // decodeRecord reads what encodeRecord wrote. Errors wrap errRecord or
@@ -43,7 +46,7 @@ func decodeRecord(value []byte, skey string, keys *seal.Keys, memo map[string]st
 	if err != nil {
 		return record{}, err
 	}
-	r := record{gen: h.Gen, removed: h.Removed, snap: msaljson.Empty}
+	r := record{gen: h.Gen, removed: h.Removed, at: h.At, after: h.After, snap: msaljson.Empty}
 	if r.removed {
 		return r, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"time"
 
 	"github.com/msalcache/msalcache/internal/seal"
 )
@@ -29,13 +30,20 @@ func MarkerKey(prefix string) string { return prefix + "store-marker" }
 // A record is, before sealing:
 //
 //	offset  size  field
-//	0       1     format version (1)
+//	0       1     format version (2)
 //	1       8     generation: chosen when the partition is created or removed
 //	9       1     flags: 1 = removed (a tombstone, no entries)
-//	10      n     the partition's MSAL cache JSON
+//	10      8     at: Unix milliseconds; a tombstone's: when the partition
+//	              was removed; a live partition's: when its generation began
+//	18      8     after: Unix milliseconds; a live partition's: the removal
+//	              its generation follows (0: none known)
+//	26      n     the partition's MSAL cache JSON
+//
+// The format version is never 1: a sealed blob (package seal) begins with
+// 1, so a reader can tell a plain record from a sealed one.
 const (
-	version     = 1
-	headerLen   = 10
+	version     = 2
+	headerLen   = 26
 	flagRemoved = 1
 )
 
@@ -48,6 +56,12 @@ type Header struct {
 	Gen uint64
 	// Removed marks a tombstone: the partition was removed, JSON is empty.
 	Removed bool
+	// At is, for a tombstone, when the partition was removed; for a live
+	// partition, when its generation began. Stored to the millisecond.
+	At time.Time
+	// After is, for a live partition, the removal its generation follows
+	// (zero: none known). Stored to the millisecond.
+	After time.Time
 }
 
 // Seal returns the stored form of the record h, js at the store key skey:
@@ -59,6 +73,8 @@ func Seal(h Header, js []byte, skey string, keys *seal.Keys) []byte {
 	if h.Removed {
 		b[9] = flagRemoved
 	}
+	binary.BigEndian.PutUint64(b[10:], uint64(unixMilli(h.At)))
+	binary.BigEndian.PutUint64(b[18:], uint64(unixMilli(h.After)))
 	b = append(b, js...)
 	if keys != nil {
 		return keys.Seal(b, []byte(skey))
@@ -79,5 +95,27 @@ func Open(value []byte, skey string, keys *seal.Keys) (Header, []byte, error) {
 	if len(b) < headerLen || b[0] != version {
 		return Header{}, nil, ErrFormat
 	}
-	return Header{Gen: binary.BigEndian.Uint64(b[1:]), Removed: b[9]&flagRemoved != 0}, b[headerLen:], nil
+	h := Header{
+		Gen:     binary.BigEndian.Uint64(b[1:]),
+		Removed: b[9]&flagRemoved != 0,
+		At:      fromMilli(int64(binary.BigEndian.Uint64(b[10:]))),
+		After:   fromMilli(int64(binary.BigEndian.Uint64(b[18:]))),
+	}
+	return h, b[headerLen:], nil
+}
+
+// unixMilli is t in Unix milliseconds, 0 for the zero time.
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMilli is the inverse of unixMilli.
+func fromMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/msalcache/msalcache/internal/seal"
 )
@@ -15,11 +16,12 @@ func TestSealOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []*seal.Keys{nil, keys} {
-		for _, h := range []Header{{Gen: 1<<63 + 5}, {Gen: 9, Removed: true}} {
+		at := time.UnixMilli(1_796_000_000_123)
+		for _, h := range []Header{{Gen: 1<<63 + 5}, {Gen: 9, Removed: true, At: at}, {Gen: 3, At: at, After: at.Add(-time.Second)}} {
 			js := []byte(`{"AccessToken":{}}`)
 			v := Seal(h, js, "p:a", k)
 			got, gotJS, err := Open(v, "p:a", k)
-			if err != nil || got != h || !bytes.Equal(gotJS, js) {
+			if err != nil || !sameHeader(got, h) || !bytes.Equal(gotJS, js) {
 				t.Errorf("Open(Seal(%+v)) = %+v, %q, %v", h, got, gotJS, err)
 			}
 			if k != nil {
@@ -29,7 +31,7 @@ func TestSealOpen(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range [][]byte{nil, {1, 0, 0}, append([]byte{2}, make([]byte, 9)...)} {
+	for _, bad := range [][]byte{nil, {2, 0, 0}, append([]byte{1}, make([]byte, 30)...), append([]byte{3}, make([]byte, 30)...)} {
 		if _, _, err := Open(bad, "p:a", nil); !errors.Is(err, ErrFormat) {
 			t.Errorf("Open(%v): %v, want ErrFormat", bad, err)
 		}
@@ -47,4 +49,8 @@ func TestStoreKey(t *testing.T) {
 	if a != StoreKey("p:", "uid.tid") {
 		t.Error("StoreKey is not deterministic")
 	}
+}
+
+func sameHeader(a, b Header) bool {
+	return a.Gen == b.Gen && a.Removed == b.Removed && a.At.Equal(b.At) && a.After.Equal(b.After)
 }
