@@ -198,6 +198,11 @@ fuzz() {
 	return $rc
 }
 
+partition_model() {
+	[ -f distributed/model/check.sh ] || { echo "no partition model yet"; return 0; }
+	timeout 600 bash distributed/model/check.sh
+}
+
 lock_model() {
 	[ -f lock/model/check.sh ] || { echo "no lock model yet"; return 0; }
 	timeout 600 bash lock/model/check.sh
@@ -237,6 +242,7 @@ stage "darwin: vet and test compile" darwin_vet
 stage "cross builds" cross_build
 stage "fuzz" fuzz
 stage "lock model (spin)" lock_model
+stage "partition model (spin)" partition_model
 stage "bench module (vs AzureAD's Go extension)" bench_module
 stage "go mod tidy" tidy
 stage "actionlint" actionlint
