@@ -66,6 +66,9 @@ type Cache struct {
 	probed  time.Time                // when a Replace's probe last failed
 	closed  bool
 	nviews  int
+	writing int           // Export and RemovePartition calls in progress (see beginWrite)
+	idle    chan struct{} // closed when writing drops to 0; nil unless Close waits for it
+	sealed  bool          // Close's last flush took the kept writes: none can be kept any more
 
 	isClosed atomic.Bool   // closed, for the hot path
 	npending atomic.Int64  // len(pending), for the hot path; written under mu
@@ -75,9 +78,11 @@ type Cache struct {
 	marker   marker        // the store's marker as last seen; only the write-back goroutine
 	marks    bool          // the store may lose its data: the marker is kept (not the memory store)
 
-	wake chan struct{}
-	quit chan struct{}
-	done chan struct{}
+	wake   chan struct{}
+	quit   chan struct{}
+	done   chan struct{}
+	bg     context.Context // the write-back's store calls; Close cancels it
+	stopBG context.CancelFunc
 }
 
 type counters struct {
@@ -133,6 +138,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	c.bg, c.stopBG = context.WithCancel(context.Background())
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -246,11 +252,15 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
-// Close stops the write-back, tries once more (within the timeout) to write
-// what was kept during an outage, and reports what could not be written.
-// It does not close the store. A second Close returns nil and does
-// nothing; other calls after Close return ErrClosed (which wraps
-// net.ErrClosed).
+// Close stops the write-back, waits for the writes in progress (Export,
+// RemovePartition) to end, tries once more to write what was kept during an
+// outage, and reports what could not be written. Each of the two waits is
+// bounded by the timeout (WithTimeout), so Close returns within about twice
+// the timeout. A write still in progress after the first wait that the
+// store does not take is not kept: its Export or RemovePartition returns an
+// error wrapping ErrClosed and ErrUnavailable. Close does not close the
+// store. A second Close returns nil and does nothing; other calls after
+// Close return ErrClosed (which wraps net.ErrClosed).
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -259,14 +269,38 @@ func (c *Cache) Close() error {
 	}
 	c.closed = true
 	c.isClosed.Store(true)
+	if c.writing > 0 {
+		c.idle = make(chan struct{})
+	}
+	idle := c.idle
 	c.mu.Unlock()
+	// The write-back stops at once: its store calls end with its ctx.
+	c.stopBG()
 	close(c.quit)
-	<-c.done
+	wait, cancel := context.WithTimeout(context.Background(), c.cfg.timeout)
+	defer cancel()
+	if idle != nil {
+		// Each store call of a write in progress is bounded by the
+		// timeout: what the write keeps is written below.
+		select {
+		case <-idle:
+		case <-wait.Done():
+			c.log.Warn("distributed: Close: writes still in progress after the timeout; those the store does not take are reported to their callers")
+		}
+	}
+	select {
+	case <-c.done:
+	case <-wait.Done():
+		c.log.Warn("distributed: Close: the write-back did not stop within the timeout")
+	}
 	if err := c.metrics.close(); err != nil {
 		c.log.Debug("distributed: unregistering the metrics", "err", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.timeout)
-	defer cancel()
+	ctx, cancelFlush := context.WithTimeout(context.Background(), c.cfg.timeout)
+	defer cancelFlush()
+	c.mu.Lock()
+	c.sealed = true // keep refuses from now on: nothing would write it
+	c.mu.Unlock()
 	if !c.flush(ctx) {
 		c.mu.Lock()
 		n := len(c.pending)
@@ -276,4 +310,24 @@ func (c *Cache) Close() error {
 		}
 	}
 	return nil
+}
+
+// beginWrite counts an Export or RemovePartition in progress, for Close to
+// wait for; the caller calls end when it is done. It fails after Close.
+func (c *Cache) beginWrite() (end func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	c.writing++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.writing--
+		if c.writing == 0 && c.idle != nil {
+			close(c.idle)
+			c.idle = nil
+		}
+	}, nil
 }
