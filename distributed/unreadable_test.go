@@ -189,3 +189,38 @@ func TestWriterNeverOverwritesWhatItCannotRead(t *testing.T) {
 		})
 	}
 }
+
+// TestKeptWriteOverWhatItCannotReadIsNotRetried: a write kept during an
+// outage, whose partition another replica meanwhile sealed with a key this
+// Cache lacks, is withheld at the write-back and not kept again: nothing
+// stays pending, and the stored partition is unchanged.
+func TestKeptWriteOverWhatItCannotReadIsNotRetried(t *testing.T) {
+	kOld, kNew := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	ctx := context.Background()
+	inner := NewMemoryStore()
+	defer inner.Close()
+	f := &flaky{inner: inner}
+	c := newCache(t, f, WithEncryptionKeys(kOld), WithTimeout(time.Second))
+	f.set(true)
+	m := &manager{}
+	write(t, c, m, "uid.tid", "kept")
+	if st := c.Stats(); st.Pending != 1 {
+		t.Fatalf("stats %+v; want the write kept", st)
+	}
+	// Meanwhile a replica on [new, old] writes the partition.
+	other := newCache(t, inner, WithEncryptionKeys(kNew, kOld))
+	write(t, other, &manager{}, "uid.tid", "theirs")
+	skey := other.storeKey("uid.tid")
+	before, _, err := inner.Load(ctx, skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set(false)
+	waitWrittenBack(t, c)
+	if st := c.Stats(); st.Withheld != 1 || st.Pending != 0 {
+		t.Errorf("stats %+v; want Withheld 1, nothing pending", st)
+	}
+	if after, _, err := inner.Load(ctx, skey); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("the partition sealed with the new key was overwritten (%v)", err)
+	}
+}
