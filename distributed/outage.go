@@ -167,6 +167,7 @@ func (c *Cache) flush(ctx context.Context) bool {
 		c.mu.Lock()
 		if c.pending[w.key] == w {
 			delete(c.pending, w.key)
+			c.npending.Store(int64(len(c.pending)))
 		}
 		c.mu.Unlock()
 		// Every client re-reads the partition at its next Replace; what

@@ -33,6 +33,20 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		return nil
 	}
 	now := c.cfg.now()
+	if c.npending.Load() > 0 {
+		// A write kept during an outage (or after a write that ran out of
+		// time) is newer than anything the store or the layer holds: MSAL
+		// holds it until the write-back. Checked first, so that no older
+		// copy hides it; free while nothing is kept.
+		if p := c.pendingFor(key); p != nil {
+			content := record{gen: p.baseGen, snap: p.ours}
+			if p.remove {
+				content = record{removed: true}
+			}
+			v.set(u, key, c.storeKey(key), 0, content, true, watch{}, now, 0, c.unmarshaled)
+			return nil
+		}
+	}
 	if c.coherent {
 		if touch, ok := v.current(key, now, c.touchEvery(key)); ok {
 			c.st.memHits.Add(1)
@@ -53,22 +67,13 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 			return nil
 		}
 	}
-	if p := c.pendingFor(key); p != nil {
-		// Written by this process while the store was out: MSAL holds
-		// that until the write-back.
-		content := record{gen: p.baseGen, snap: p.ours}
-		if p.remove {
-			content = record{removed: true}
-		}
-		v.set(u, key, skey, 0, content, true, watch{}, now, 0, c.unmarshaled)
-		return nil
-	}
 	lctx, done := ctx, func() {}
 	if c.isDown() {
-		// The store is out: MSAL keeps what it holds. A partition it does
-		// not hold (a user who signed in elsewhere) is worth asking the
-		// store for: it may be back.
-		if v.hasEntries(key) {
+		// The store is out: MSAL keeps what it holds, and reads it now (so
+		// the working set keeps it: a served user is a used one). A
+		// partition it does not hold (a user who signed in elsewhere) is
+		// worth asking the store for: it may be back.
+		if v.served(key, now) {
 			return nil
 		}
 		var ok bool
@@ -78,7 +83,11 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	}
 	value, ver, ok := c.loadValue(lctx, skey)
 	done()
+	// MSAL reads the partition after this returns: it is used from now,
+	// not from when the load began (a load may outlast the grace period).
+	now = c.cfg.now()
 	if !ok {
+		v.served(key, now)
 		return nil
 	}
 	if touch, ok := v.holds(key, ver, w, now, c.touchEvery(key)); ok {

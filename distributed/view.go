@@ -259,13 +259,20 @@ func (v *view) stale(key string) {
 	}
 }
 
-// hasEntries reports whether MSAL holds entries of key (a removed or empty
-// partition has none).
-func (v *view) hasEntries(key string) bool {
+// served records that MSAL reads what it holds for key at now, without the
+// store (which is out): the partition is used, as when it is served at the
+// store's version, so the working set keeps it for the grace period. It
+// reports whether MSAL holds entries of key (a removed or empty partition
+// has none).
+func (v *view) served(key string, now time.Time) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
-	if p == nil || p.removed {
+	if p == nil {
+		return false
+	}
+	v.use(p, now, 0)
+	if p.removed {
 		return false
 	}
 	for name, section := range p.snap.Sections {

@@ -259,6 +259,7 @@ func (c *Cache) RemovePartition(ctx context.Context, key string) error {
 func (c *Cache) forget(w *pendingWrite) {
 	c.mu.Lock()
 	delete(c.pending, w.key)
+	c.npending.Store(int64(len(c.pending)))
 	c.mu.Unlock()
 	if c.l1 != nil {
 		c.l1.invalidate(w.skey)
@@ -281,6 +282,7 @@ func (c *Cache) keep(w *pendingWrite) {
 		w = &pendingWrite{key: w.key, skey: w.skey, base: msaljson.Empty, ours: msaljson.Merge(w.base, w.ours, msaljson.Empty)}
 	}
 	c.pending[w.key] = w
+	c.npending.Store(int64(len(c.pending)))
 	c.mu.Unlock()
 	c.poke()
 }
