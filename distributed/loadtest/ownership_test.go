@@ -22,6 +22,39 @@ func entries(s *msaljson.Snapshot) int {
 	return n
 }
 
+// tagEntries returns s with field set to value in every entry but the app
+// metadata.
+func tagEntries(t testing.TB, s *msaljson.Snapshot, field, value string) *msaljson.Snapshot {
+	t.Helper()
+	sections := map[string]map[string]json.RawMessage{}
+	for name, section := range s.Sections {
+		sections[name] = map[string]json.RawMessage{}
+		for k, entry := range section {
+			var fields map[string]any
+			if err := json.Unmarshal([]byte(entry), &fields); err != nil {
+				t.Fatal(err)
+			}
+			if name != "AppMetadata" {
+				fields[field] = value
+			}
+			js, err := json.Marshal(fields)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sections[name][k] = js
+		}
+	}
+	js, err := json.Marshal(sections)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := msaljson.Parse(js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // msalMemory is MSAL Go's cache JSON for users (home account IDs) of
 // tenant tid and app tokens of client daemon in the given tenants, shaped
 // as MSAL writes it.
@@ -98,30 +131,8 @@ func TestOwnershipIsCheckedFromTheEntries(t *testing.T) {
 		return out
 	}
 	bEntries := entries(mem.Partition(b, nil))
-	// tagged returns b's entries, each marked with user_assertion_hash a.
-	tagged := func() *msaljson.Snapshot {
-		sections := map[string]map[string]json.RawMessage{}
-		for name, section := range mem.Partition(b, nil).Sections {
-			sections[name] = map[string]json.RawMessage{}
-			for k, entry := range section {
-				var fields map[string]any
-				if err := json.Unmarshal([]byte(entry), &fields); err != nil {
-					t.Fatal(err)
-				}
-				if name != "AppMetadata" {
-					fields["user_assertion_hash"] = a
-				}
-				js, _ := json.Marshal(fields)
-				sections[name][k] = js
-			}
-		}
-		js, _ := json.Marshal(sections)
-		s, err := msaljson.Parse(js, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	// tagged is b's entries, each marked with user_assertion_hash a.
+	tagged := func() *msaljson.Snapshot { return tagEntries(t, mem.Partition(b, nil), "user_assertion_hash", a) }
 	cases := []struct {
 		name    string
 		wrong   func(map[string]*msaljson.Snapshot)
