@@ -35,6 +35,7 @@ const (
 	probeMax     = 200 * time.Millisecond // bound of a Replace's probe: a store that is back answers sooner
 	viewIdle     = 5 * time.Minute        // a view unused this long may be dropped
 	viewsToSweep = 64                     // ... once there are more views than this
+	viewsPerNew  = 2                      // views the sweep looks at per new view
 )
 
 // Cache is a cache.ExportReplace for confidential.WithCache that keeps one
@@ -66,7 +67,8 @@ type Cache struct {
 	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
 	probed  time.Time                // when a Replace's probe last failed
 	closed  bool
-	nviews  int
+	swept   []viewEntry   // every view, in the order the sweep visits them
+	sweepAt int           // the next view the sweep looks at
 	writing int           // Export and RemovePartition calls in progress (see beginWrite)
 	idle    chan struct{} // closed when writing drops to 0; nil unless Close waits for it
 	sealed  bool          // Close's last flush took the kept writes: none can be kept any more
@@ -205,26 +207,44 @@ func (c *Cache) view(m any) (*view, error) {
 	if v, ok := c.views.Load(m); ok {
 		return v.(*view), nil
 	}
-	if c.nviews >= viewsToSweep {
-		c.sweepViewsLocked()
-	}
+	c.sweepViewsLocked()
 	v := newView(c.cfg.viewMax, c.cfg.viewGrace)
 	c.views.Store(m, v)
-	c.nviews++
+	c.swept = append(c.swept, viewEntry{m, v})
 	return v, nil
 }
 
+// A viewEntry is a view and the MSAL manager it is for.
+type viewEntry struct {
+	m any
+	v *view
+}
+
 // sweepViewsLocked drops views that have not been used for a while: those
-// of clients that were made per request or per user and are gone.
+// of clients that were made per request or per user and are gone. It looks
+// at viewsPerNew views, going round, so a new client costs the same however
+// many views there are, and a view idle for viewIdle is dropped within a
+// round (as many new views as half the views).
 func (c *Cache) sweepViewsLocked() {
+	if len(c.swept) < viewsToSweep {
+		return
+	}
 	old := c.cfg.now().Add(-viewIdle)
-	c.views.Range(func(m, v any) bool {
-		if v.(*view).idleSince(old) {
-			c.views.Delete(m)
-			c.nviews--
+	for range viewsPerNew {
+		if c.sweepAt >= len(c.swept) {
+			c.sweepAt = 0
 		}
-		return true
-	})
+		e := c.swept[c.sweepAt]
+		if !e.v.idleSince(old) {
+			c.sweepAt++
+			continue
+		}
+		c.views.Delete(e.m)
+		last := len(c.swept) - 1
+		c.swept[c.sweepAt] = c.swept[last]
+		c.swept[last] = viewEntry{}
+		c.swept = c.swept[:last]
+	}
 }
 
 // Stats returns the counters.

@@ -274,7 +274,10 @@ func (c *Cache) RemovePartition(ctx context.Context, key string) error {
 }
 
 // forget drops a removed partition from this process: the layer, the
-// writes kept for it, and what MSAL holds (at the next Replace of it).
+// writes kept for it, and what MSAL holds (at the next Replace of it). No
+// client's view needs to be told: invalidating the key in the layer makes
+// every view's copy of it stale (its watch), and without the layer every
+// Replace asks the store.
 func (c *Cache) forget(w *pendingWrite) {
 	c.mu.Lock()
 	delete(c.pending, w.key)
@@ -283,10 +286,6 @@ func (c *Cache) forget(w *pendingWrite) {
 	if c.l1 != nil {
 		c.l1.invalidate(w.skey)
 	}
-	c.views.Range(func(_, v any) bool {
-		v.(*view).stale(w.key)
-		return true
-	})
 }
 
 // errNotKept is returned for a write that the store did not take after
