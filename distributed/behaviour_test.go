@@ -40,6 +40,9 @@ func TestOutage(t *testing.T)       { dcachetest.Outage(t, memoryStores()) }
 func TestReturn(t *testing.T)       { dcachetest.Return(t, memoryStores()) }
 func TestExpiry(t *testing.T)       { dcachetest.Expiry(t, memoryStores()) }
 func TestEncrypted(t *testing.T)    { dcachetest.Encrypted(t, memoryStores()) }
+func TestKeyless(t *testing.T)      { dcachetest.Keyless(t, memoryStores()) }
+
+func TestRollingRotation(t *testing.T) { dcachetest.RollingRotation(t, memoryStores()) }
 
 // Close writes back what an outage kept if the store is back, says so if
 // not, and makes later calls fail with ErrClosed.
