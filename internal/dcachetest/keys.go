@@ -156,7 +156,7 @@ type rollPhase struct {
 }
 
 // rollPer is how many users each flow of each phase and direction uses.
-const rollPer = 2
+const rollPer = 1
 
 // roller runs the flows of RollingRotation and records what must be found
 // in the store at the end.
@@ -201,17 +201,25 @@ func (r *roller) take() confidential.Account {
 	return a
 }
 
-// replica is one replica of a phase: a Cache (on a store whose Loads can
-// run a hook) and a web app client on it.
+// replica is one replica of a phase: a Cache and a web app client on it.
 type replica struct {
 	c     *distributed.Cache
 	app   confidential.Client
-	hooks *hookStore
+	hooks *hookStore // nil: not hooked
 }
 
-func (r *roller) replica(keys [][]byte) replica {
-	h := &hookStore{innerStore: r.newStore(r.t), hooks: map[string]func(){}}
-	c := NewCache(r.t, h, r.opts(keys...)...)
+// replica starts a replica with keys. A hooked one is on a store whose
+// Loads can run a hook, and which sends no change notices, so that each
+// Replace loads (a Cache on a store without notices works so); the other is
+// on the store itself.
+func (r *roller) replica(keys [][]byte, hooked bool) replica {
+	var s distributed.Store = r.newStore(r.t)
+	var h *hookStore
+	if hooked {
+		h = &hookStore{innerStore: s, hooks: map[string]func(){}}
+		s = h
+	}
+	c := NewCache(r.t, s, r.opts(keys...)...)
 	return replica{c: c, app: WebApp(r.t, r.idp, c), hooks: h}
 }
 
@@ -219,7 +227,7 @@ func (r *roller) replica(keys [][]byte) replica {
 // (rd) and the one on ahead as the other (wr), then the other way round.
 func (r *roller) phase(i int, ph rollPhase, safe bool) {
 	for dir, lists := range [][2][][]byte{{ph.behind, ph.ahead}, {ph.ahead, ph.behind}} {
-		rd, wr := r.replica(lists[0]), r.replica(lists[1])
+		rd, wr := r.replica(lists[0], true), r.replica(lists[1], false)
 		tag := fmt.Sprintf("%d-%d", i, dir)
 		for range rollPer {
 			r.refreshAcrossWrite(rd, wr, tag, safe)

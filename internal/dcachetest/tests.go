@@ -32,7 +32,6 @@ func Run(t *testing.T, newStore NewStore) {
 		"Expiry":       Expiry,
 		"Encrypted":    Encrypted,
 		"Rotation":     Rotation,
-		"Rolling":      RollingRotation,
 	} {
 		t.Run(name, func(t *testing.T) { f(t, newStore) })
 	}
