@@ -35,7 +35,7 @@ const (
 	probeMax     = 200 * time.Millisecond // bound of a Replace's probe: a store that is back answers sooner
 	viewIdle     = 5 * time.Minute        // a view unused this long may be dropped
 	viewsToSweep = 64                     // ... once there are more views than this
-	viewsPerNew  = 2                      // views the sweep looks at per new view
+	viewsPerNew  = 4                      // views the sweep looks at per new view
 )
 
 // Cache is a cache.ExportReplace for confidential.WithCache that keeps one
@@ -224,7 +224,8 @@ type viewEntry struct {
 // of clients that were made per request or per user and are gone. It looks
 // at viewsPerNew views, going round, so a new client costs the same however
 // many views there are, and a view idle for viewIdle is dropped within a
-// round (as many new views as half the views).
+// round (as many new views as a quarter of the views), so there are at
+// most about a third more views than clients used within viewIdle.
 func (c *Cache) sweepViewsLocked() {
 	if len(c.swept) < viewsToSweep {
 		return

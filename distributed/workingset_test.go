@@ -48,3 +48,44 @@ func TestASlowLoadIsUsedWhenHandedToMSAL(t *testing.T) {
 		t.Error("the second partition is missing")
 	}
 }
+
+// TestIdleClientsAreDropped: the state kept for clients unused for viewIdle
+// is dropped as new clients come (a few at each), so with a client per
+// request the views stay within about a third more than the clients of the
+// last viewIdle; a client still in use keeps its state.
+func TestIdleClientsAreDropped(t *testing.T) {
+	clock := newTestClock()
+	c := newCache(t, NewMemoryStore(), withClock(clock.now))
+	ctx := context.Background()
+	replace := func(m *manager) {
+		if err := c.Replace(ctx, m, cache.ReplaceHints{PartitionKey: "uid.tid"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := &manager{}
+	replace(kept)
+	keptView, _ := c.views.Load(kept)
+	const live = 1000
+	step := viewIdle / live
+	for i := range 10 * live {
+		clock.advance(step)
+		replace(&manager{})
+		if i%100 == 0 {
+			replace(kept) // in use all along
+		}
+	}
+	c.mu.Lock()
+	n := len(c.swept)
+	c.mu.Unlock()
+	if n > live*3/2 {
+		t.Errorf("%d views for %d clients used within %v", n, live, viewIdle)
+	}
+	if v, _ := c.views.Load(kept); v != keptView {
+		t.Error("the state of a client in use was dropped")
+	}
+	count := 0
+	c.views.Range(func(any, any) bool { count++; return true })
+	if count != n {
+		t.Errorf("%d views in the map, %d in the sweep's list", count, n)
+	}
+}
