@@ -13,9 +13,9 @@ import (
 	"github.com/msalcache/msalcache/internal/seal"
 )
 
-// ErrUnavailable is returned by RemovePartition when the store cannot be
-// reached: the partition is removed from this process at once and from the
-// store when it returns.
+// ErrUnavailable is wrapped by the error of Close when writes kept during
+// an outage (sign-ins, refreshed tokens, sign-outs) could not be written
+// before it returned.
 var ErrUnavailable = errors.New("distributed: the store is unavailable")
 
 // Working set defaults (see view).
@@ -56,7 +56,7 @@ type Cache struct {
 	views sync.Map // cache.Unmarshaler or cache.Marshaler (the MSAL manager) -> *view
 
 	mu      sync.Mutex
-	pending map[string]*pendingWrite // by partition key, during an outage
+	pending map[string]keptWrites // by partition key, during an outage
 	down    bool                     // the store failed and has not answered since
 	logged  bool                     // the outage was logged and its end was not
 	refused bool                     // a write failed, and none was taken since
@@ -127,7 +127,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		cfg:     cfg,
 		keys:    keys,
 		log:     cfg.logger,
-		pending: map[string]*pendingWrite{},
+		pending: map[string]keptWrites{},
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),

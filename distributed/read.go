@@ -32,9 +32,9 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		// confidential client): MSAL keeps the partitions it holds.
 		return nil
 	}
-	now := c.cfg.now()
+	now, req := c.cfg.now(), ctx.Done()
 	if c.coherent {
-		if touch, ok := v.current(key, now, c.touchEvery(key)); ok {
+		if touch, ok := v.current(key, req, now, c.touchEvery(key)); ok {
 			c.st.memHits.Add(1)
 			if touch {
 				c.touch(ctx, key, c.storeKey(key), v)
@@ -47,7 +47,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	if c.coherent {
 		if ver, rec, ok := c.l1.get(skey); ok {
 			c.st.l1Hits.Add(1)
-			if c.present(v, u, key, skey, ver, rec, w, now) {
+			if c.present(v, u, key, skey, ver, rec, w, req, now) {
 				c.touch(ctx, key, skey, v)
 			}
 			return nil
@@ -60,7 +60,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		if p.remove {
 			content = record{removed: true}
 		}
-		v.set(u, key, skey, 0, content, true, watch{}, now, 0, c.unmarshaled)
+		v.set(u, key, skey, 0, content, true, watch{}, req, now, 0, c.unmarshaled)
 		return nil
 	}
 	lctx, done := ctx, func() {}
@@ -69,19 +69,22 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		// not hold (a user who signed in elsewhere) is worth asking the
 		// store for: it may be back.
 		if v.hasEntries(key) {
+			v.read(key, req, now)
 			return nil
 		}
 		var ok bool
 		if lctx, done, ok = c.probe(ctx); !ok {
+			v.read(key, req, now)
 			return nil
 		}
 	}
 	value, ver, ok := c.loadValue(lctx, skey)
 	done()
 	if !ok {
+		v.read(key, req, now) // MSAL reads what it holds
 		return nil
 	}
-	if touch, ok := v.holds(key, ver, w, now, c.touchEvery(key)); ok {
+	if touch, ok := v.holds(key, ver, w, req, now, c.touchEvery(key)); ok {
 		// The version MSAL holds: nothing to decode or replace.
 		c.st.memHits.Add(1)
 		if touch {
@@ -96,7 +99,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	if c.coherent && !rec.removed {
 		c.l1.put(skey, ver, rec, w.stamp)
 	}
-	if c.present(v, u, key, skey, ver, rec, w, now) && ver != 0 {
+	if c.present(v, u, key, skey, ver, rec, w, req, now) && ver != 0 {
 		c.touch(ctx, key, skey, v)
 	}
 	return nil
@@ -150,10 +153,10 @@ func (c *Cache) probe(ctx context.Context) (pctx context.Context, done func(), o
 }
 
 // present makes MSAL's memory hold rec (the store's version ver) for key,
-// and reports whether the partition's expiry is due to be renewed. w was
-// taken before rec was read.
-func (c *Cache) present(v *view, u cache.Unmarshaler, key, skey string, ver Version, rec record, w watch, now time.Time) bool {
-	return v.set(u, key, skey, ver, rec, false, w, now, c.touchEvery(key), c.unmarshaled)
+// read by the request req, and reports whether the partition's expiry is
+// due to be renewed. w was taken before rec was read.
+func (c *Cache) present(v *view, u cache.Unmarshaler, key, skey string, ver Version, rec record, w watch, req <-chan struct{}, now time.Time) bool {
+	return v.set(u, key, skey, ver, rec, false, w, req, now, c.touchEvery(key), c.unmarshaled)
 }
 
 // unmarshaled counts a replacement of MSAL's memory.
