@@ -68,6 +68,7 @@ type Cache struct {
 	nviews  int
 
 	isClosed atomic.Bool   // closed, for the hot path
+	npending atomic.Int64  // len(pending), for the hot path; written under mu
 	recheck  atomic.Bool   // the store's connection was lost or renewed: the write-back asks it (see verify)
 	markDue  atomic.Bool   // the write-back checks the store's marker (see checkMarker)
 	failures atomic.Uint64 // store failures recorded so far (see recover)

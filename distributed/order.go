@@ -74,10 +74,21 @@ type reqRead struct {
 	aliveAt     time.Time       // its last read that found the partition alive (zero: none)
 }
 
-// read records that the request done read the partition at now, alive or
-// not. It does not allocate: it runs on every silent hit.
-func (l *readLog) read(done <-chan struct{}, alive bool, now time.Time) {
-	l.used = now
+// A reader is a request that reads a partition (done: its ctx.Done()), and
+// when its read began (before any store call: what it read is at least
+// that old).
+type reader struct {
+	done <-chan struct{}
+	at   time.Time
+}
+
+// read records that rd read the partition, alive or not. It does not
+// allocate: it runs on every silent hit.
+func (l *readLog) read(rd reader, alive bool) {
+	done, now := rd.done, rd.at
+	if now.After(l.used) {
+		l.used = now
+	}
 	if done == nil {
 		if alive {
 			l.pool(now, now, now)
@@ -94,8 +105,14 @@ func (l *readLog) read(done <-chan struct{}, alive bool, now time.Time) {
 			// belongs to an earlier call.
 			*r = reqRead{done: done, first: now}
 		}
-		r.last = now
-		if alive {
+		// Reads are logged when they end: a slow one may come last.
+		if now.Before(r.first) {
+			r.first = now
+		}
+		if now.After(r.last) {
+			r.last = now
+		}
+		if alive && now.After(r.aliveAt) {
 			r.aliveAt = now
 		}
 		return

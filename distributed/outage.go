@@ -174,6 +174,7 @@ func (c *Cache) flush(ctx context.Context) bool {
 			if q := c.pending[key]; len(q) > 0 && q[0] == w {
 				if len(q) == 1 {
 					delete(c.pending, key)
+					c.npending.Store(int64(len(c.pending)))
 				} else {
 					c.pending[key] = q[1:]
 				}

@@ -89,39 +89,23 @@ func (v *view) pruneLocked(now time.Time) {
 	}
 }
 
-// read records that the request req read key at now, as MSAL holds it:
-// for the paths of Replace that leave MSAL's memory as it is.
-func (v *view) read(key string, req <-chan struct{}, now time.Time) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	p := v.parts[key]
-	if p == nil {
-		if l := v.logOf(key); l != nil {
-			l.read(req, false, now)
-		}
-		return
-	}
-	if p.log != nil {
-		p.log.read(req, !p.removed, now)
-	}
-}
 
 // current reports whether MSAL holds key at the store's current version (as
 // far as the store's notices tell), and whether its expiry is due to be
 // renewed.
-func (v *view) current(key string, req <-chan struct{}, now time.Time, touchEvery time.Duration) (touch, ok bool) {
+func (v *view) current(key string, rd reader, now time.Time, touchEvery time.Duration) (touch, ok bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
 	if p == nil || !p.synced || !p.watch.fresh() || !(v.intact || v.refuses) {
 		return false, false
 	}
-	return v.use(p, req, now, touchEvery), true
+	return v.use(p, rd, now, touchEvery), true
 }
 
 // holds reports whether MSAL holds key exactly as the store's version ver,
 // and whether its expiry is due to be renewed. w is as for set.
-func (v *view) holds(key string, ver Version, w watch, req <-chan struct{}, now time.Time, touchEvery time.Duration) (touch, ok bool) {
+func (v *view) holds(key string, ver Version, w watch, rd reader, now time.Time, touchEvery time.Duration) (touch, ok bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
@@ -129,15 +113,15 @@ func (v *view) holds(key string, ver Version, w watch, req <-chan struct{}, now 
 		return false, false
 	}
 	p.watch, p.synced = w, w.fresh()
-	return v.use(p, req, now, touchEvery), true
+	return v.use(p, rd, now, touchEvery), true
 }
 
-// use records that the request req read p at now, and reports whether p's
+// use records that MSAL reads p at now, for rd, and reports whether p's
 // expiry is due to be renewed (see renewDue).
-func (v *view) use(p *part, req <-chan struct{}, now time.Time, touchEvery time.Duration) (touch bool) {
+func (v *view) use(p *part, rd reader, now time.Time, touchEvery time.Duration) (touch bool) {
 	p.used, v.lastUsed = now, now
 	if p.log != nil {
-		p.log.read(req, !p.removed, now)
+		p.log.read(rd, !p.removed)
 	}
 	return p.renewDue(now, touchEvery)
 }
@@ -158,7 +142,7 @@ func (p *part) renewDue(now time.Time, touchEvery time.Duration) bool {
 // that changes it. w watches the notices for the key since before rec was
 // read. It returns whether the expiry is due
 // to be renewed and whether MSAL's memory was replaced.
-func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, pending bool, w watch, req <-chan struct{}, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
+func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, pending bool, w watch, rd reader, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	content := rec.snap
@@ -171,7 +155,7 @@ func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec recor
 	p.removed = rec.removed
 	p.log = v.logOf(key)
 	if p.log != nil {
-		p.log.read(req, !p.removed, now)
+		p.log.read(rd, !p.removed)
 	}
 	v.pruneLocked(now)
 	changed := !v.intact
@@ -309,13 +293,23 @@ func (v *view) stale(key string) {
 	}
 }
 
-// hasEntries reports whether MSAL holds entries of key (a removed or empty
-// partition has none).
-func (v *view) hasEntries(key string) bool {
+// served records that MSAL reads what it holds for key at now, without the
+// store (which is out): the partition is used, as when it is served at the
+// store's version, so the working set keeps it for the grace period. It
+// reports whether MSAL holds entries of key (a removed or empty partition
+// has none).
+func (v *view) served(key string, rd reader, now time.Time) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
-	if p == nil || p.removed {
+	if p == nil {
+		if l := v.logOf(key); l != nil {
+			l.read(rd, false) // read, and not found
+		}
+		return false
+	}
+	v.use(p, rd, now, 0)
+	if p.removed {
 		return false
 	}
 	for name, section := range p.snap.Sections {

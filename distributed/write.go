@@ -269,6 +269,7 @@ func (c *Cache) forget(w *pendingWrite) {
 func (c *Cache) keep(w *pendingWrite) {
 	c.mu.Lock()
 	c.pending[w.key] = c.pending[w.key].add(w)
+	c.npending.Store(int64(len(c.pending)))
 	c.mu.Unlock()
 	c.poke()
 }
