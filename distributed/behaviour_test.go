@@ -29,21 +29,22 @@ func memoryStores() dcachetest.NewStore {
 	}
 }
 
-func TestSharedClient(t *testing.T) { dcachetest.SharedClient(t, memoryStores()) }
-func TestDaemon(t *testing.T)       { dcachetest.Daemon(t, memoryStores()) }
-func TestIsolation(t *testing.T)    { dcachetest.Isolation(t, memoryStores()) }
-func TestLostUpdates(t *testing.T)  { dcachetest.LostUpdates(t, memoryStores()) }
-func TestHotPath(t *testing.T)      { dcachetest.HotPath(t, memoryStores()) }
-func TestSignOut(t *testing.T)      { dcachetest.SignOut(t, memoryStores()) }
-func TestRotation(t *testing.T)     { dcachetest.Rotation(t, memoryStores()) }
-func TestOnBehalfOf(t *testing.T)   { dcachetest.OnBehalfOf(t, memoryStores()) }
-func TestOutage(t *testing.T)       { dcachetest.Outage(t, memoryStores()) }
-func TestReturn(t *testing.T)       { dcachetest.Return(t, memoryStores()) }
-func TestExpiry(t *testing.T)       { dcachetest.Expiry(t, memoryStores()) }
-func TestEncrypted(t *testing.T)    { dcachetest.Encrypted(t, memoryStores()) }
-func TestSignInAgain(t *testing.T)  { dcachetest.SignInAgain(t, memoryStores()) }
-func TestOutageOrder(t *testing.T)  { dcachetest.OutageOrder(t, memoryStores(), 20) }
-func TestAppSignOut(t *testing.T)   { dcachetest.AppSignOut(t, memoryStores()) }
+func TestSharedClient(t *testing.T)          { dcachetest.SharedClient(t, memoryStores()) }
+func TestDaemon(t *testing.T)                { dcachetest.Daemon(t, memoryStores()) }
+func TestIsolation(t *testing.T)             { dcachetest.Isolation(t, memoryStores()) }
+func TestLostUpdates(t *testing.T)           { dcachetest.LostUpdates(t, memoryStores()) }
+func TestHotPath(t *testing.T)               { dcachetest.HotPath(t, memoryStores()) }
+func TestSignOut(t *testing.T)               { dcachetest.SignOut(t, memoryStores()) }
+func TestRotation(t *testing.T)              { dcachetest.Rotation(t, memoryStores()) }
+func TestOnBehalfOf(t *testing.T)            { dcachetest.OnBehalfOf(t, memoryStores()) }
+func TestOutage(t *testing.T)                { dcachetest.Outage(t, memoryStores()) }
+func TestReturn(t *testing.T)                { dcachetest.Return(t, memoryStores()) }
+func TestExpiry(t *testing.T)                { dcachetest.Expiry(t, memoryStores()) }
+func TestEncrypted(t *testing.T)             { dcachetest.Encrypted(t, memoryStores()) }
+func TestSignInAgain(t *testing.T)           { dcachetest.SignInAgain(t, memoryStores()) }
+func TestOutageOrder(t *testing.T)           { dcachetest.OutageOrder(t, memoryStores(), 20) }
+func TestAppSignOut(t *testing.T)            { dcachetest.AppSignOut(t, memoryStores()) }
+func TestSignOutInDuringOutage(t *testing.T) { dcachetest.SignOutInDuringOutage(t, memoryStores()) }
 
 // A refresh in flight across a sign-out, and the same while the working set
 // churns (a small one: the refreshing user's partition is evicted).

@@ -83,14 +83,24 @@ func servedFromCache(t testing.TB, ctx context.Context, idp *fakeidp.Server, app
 // token of hers.
 func signedOut(t testing.TB, ctx context.Context, newStore NewStore, a confidential.Account, what string, apps ...confidential.Client) {
 	t.Helper()
+	if why := back(t, ctx, newStore, a, apps...); why != "" {
+		t.Errorf("%s: %s", what, why)
+	}
+}
+
+// back says how a user who signed out is back ("": she is not): the store
+// holds tokens of hers, or a replica serves her.
+func back(t testing.TB, ctx context.Context, newStore NewStore, a confidential.Account, apps ...confidential.Client) string {
+	t.Helper()
 	if s := Partition(t, ctx, NewCache(t, newStore(t)), a.HomeAccountID); tokens(s) > 0 {
-		t.Errorf("%s: the store holds %d tokens of the user who signed out", what, tokens(s))
+		return fmt.Sprintf("the store holds %d tokens of the user who signed out", tokens(s))
 	}
 	for i, app := range apps {
 		if err := silentReq(ctx, app, a); err == nil {
-			t.Errorf("%s: replica %d still serves the user who signed out", what, i)
+			return fmt.Sprintf("replica %d still serves the user who signed out", i)
 		}
 	}
+	return ""
 }
 
 func tokens(s *msaljson.Snapshot) int {
@@ -181,67 +191,84 @@ func RefreshAcrossSignOut(t *testing.T, newStore NewStore, churn bool, opts ...d
 	}
 }
 
-// OutageOrder: writes kept during an outage are written back in the order
-// they were made, with the sign-outs made meanwhile:
-//   - a user who signs in on a replica cut off from the store and signs
-//     out on another stays signed out after the write-back (n times);
-//   - the same with the whole store out: RemovePartition keeps the sign-out
-//     and returns nil, and the user is gone at once from that replica;
-//   - a sign-out and then a sign-in on a replica cut off leave, after the
-//     write-back, only the new sign-in's tokens in the store.
+// OutageOrder: a user who signs in on a replica cut off from the store
+// (A) and then signs out on another (B) stays signed out after A's
+// write-back, every time (n runs); the same with the whole store out, where
+// RemovePartition keeps the sign-out, returns nil, and the user is gone
+// from B at once. The replicas are cut off by Failing stores.
 func OutageOrder(t *testing.T, newStore NewStore, n int) {
+	for _, whole := range []bool{false, true} {
+		name := "A cut off"
+		if whole {
+			name = "the whole store out"
+		}
+		t.Run(name, func(t *testing.T) {
+			fa, fb := NewFailing(newStore(t)), NewFailing(newStore(t))
+			OutageOrderOn(t, newStore, fa, fb, func(down bool) {
+				fa.Set(down, false)
+				fb.Set(down && whole, false)
+			}, whole, n)
+		})
+	}
+}
+
+// OutageOrderOn is OutageOrder for replicas A and B on stores a and b, which
+// cut(true) cuts off from the store (A alone, or both if whole) and
+// cut(false) brings back.
+func OutageOrderOn(t *testing.T, newStore NewStore, a, b distributed.Store, cut func(down bool), whole bool, n int) {
 	idp := IDP(t)
 	ctx := Ctx(t)
 	const timeout = 500 * time.Millisecond
-	fa, fb := NewFailing(newStore(t)), NewFailing(newStore(t))
-	ca := NewCache(t, fa, distributed.WithTimeout(timeout))
-	cb := NewCache(t, fb, distributed.WithTimeout(timeout))
+	ca := NewCache(t, a, distributed.WithTimeout(timeout))
+	cb := NewCache(t, b, distributed.WithTimeout(timeout))
 	appA, appB := WebApp(t, idp, ca), WebApp(t, idp, cb)
-
-	for _, whole := range []bool{false, true} {
-		for i := range n {
-			what := fmt.Sprintf("A cut off, run %d", i)
-			if whole {
-				what = fmt.Sprintf("the whole store out, run %d", i)
-			}
-			user := User(100 + i)
-			if whole {
-				user = User(200 + i)
-			}
-			fa.Set(true, false)
-			if whole {
-				fb.Set(true, false)
-			}
-			a := signInReq(t, ctx, idp, appA, user, UserScope).Account
-			if err := silentReq(ctx, appA, a); err != nil {
-				t.Fatalf("%s: the user who signed in during the outage: %v", what, err)
-			}
-			removeReq(t, ctx, cb, a.HomeAccountID)
-			if whole {
-				if err := silentReq(ctx, appB, a); err == nil {
-					t.Errorf("%s: the replica that signed the user out still serves her", what)
-				}
-			}
-			fa.Set(false, false)
-			fb.Set(false, false)
-			waitPending(t, ca, 0)
-			waitPending(t, cb, 0)
-			signedOut(t, ctx, newStore, a, what, appA, appB)
+	var backs []string
+	for i := range n {
+		cut(true)
+		acc := signInReq(t, ctx, idp, appA, User(100+i), UserScope).Account
+		if err := silentReq(ctx, appA, acc); err != nil {
+			t.Fatalf("the user who signed in during the outage: %v", err)
+		}
+		rctx, cancel := Request(ctx)
+		if err := cb.RemovePartition(rctx, acc.HomeAccountID); err != nil {
+			t.Errorf("RemovePartition: %v", err)
+		}
+		cancel()
+		if err := silentReq(ctx, appB, acc); whole && err == nil {
+			t.Errorf("the replica that signed the user out still serves her")
+		}
+		cut(false)
+		waitPending(t, ca, 0)
+		waitPending(t, cb, 0)
+		if why := back(t, ctx, newStore, acc, appA, appB); why != "" {
+			backs = append(backs, why)
 		}
 	}
+	if len(backs) > 0 {
+		t.Errorf("signed in on A, then signed out on B: back after the write-back in %d of %d runs; first: %s", len(backs), n, backs[0])
+	}
+}
 
-	// Sign-out, then sign-in, on a replica cut off.
-	a := signInReq(t, ctx, idp, appA, User(300), UserScope).Account
+// SignOutInDuringOutage: a sign-out and then a sign-in on a replica cut off
+// from the store leave, after the write-back, only the new sign-in's
+// tokens in the store (the sign-out is written before them).
+func SignOutInDuringOutage(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	f := NewFailing(newStore(t))
+	c := NewCache(t, f, distributed.WithTimeout(500*time.Millisecond))
+	app, other := WebApp(t, idp, c), WebApp(t, idp, NewCache(t, newStore(t)))
+	a := signInReq(t, ctx, idp, app, User(300), UserScope).Account
 	rctx, cancel := Request(ctx)
-	if _, err := appA.AcquireTokenSilent(rctx, []string{"api://before-sign-out/read"}, confidential.WithSilentAccount(a)); err != nil {
+	if _, err := app.AcquireTokenSilent(rctx, []string{"api://before-sign-out/read"}, confidential.WithSilentAccount(a)); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
-	fa.Set(true, false)
-	removeReq(t, ctx, ca, a.HomeAccountID)
-	res := signInReq(t, ctx, idp, appA, User(300), UserScope)
-	fa.Set(false, false)
-	waitPending(t, ca, 0)
+	f.Set(true, false)
+	removeReq(t, ctx, c, a.HomeAccountID)
+	res := signInReq(t, ctx, idp, app, User(300), UserScope)
+	f.Set(false, false)
+	waitPending(t, c, 0)
 	s := Partition(t, ctx, NewCache(t, newStore(t)), a.HomeAccountID)
 	var old, fresh int
 	for _, entry := range s.Sections["AccessToken"] {
@@ -255,7 +282,7 @@ func OutageOrder(t *testing.T, newStore NewStore, n int) {
 	if old != 0 || fresh != 1 {
 		t.Errorf("signed out then in during an outage: the store holds %d access tokens from before the sign-out (want 0) and %d from the sign-in (want 1)", old, fresh)
 	}
-	servedFromCache(t, ctx, idp, appB, res.Account, "signed out then in during an outage")
+	servedFromCache(t, ctx, idp, other, res.Account, "signed out then in during an outage, another replica")
 }
 
 // AppSignOut: RemovePartition of a daemon's app-token partition costs one

@@ -36,8 +36,9 @@ func Run(t *testing.T, newStore NewStore) {
 		"RefreshAcrossSignOut": func(t *testing.T, s NewStore) {
 			RefreshAcrossSignOut(t, s, false)
 		},
-		"OutageOrder": func(t *testing.T, s NewStore) { OutageOrder(t, s, 20) },
-		"AppSignOut":  AppSignOut,
+		"OutageOrder":           func(t *testing.T, s NewStore) { OutageOrder(t, s, 20) },
+		"AppSignOut":            AppSignOut,
+		"SignOutInDuringOutage": SignOutInDuringOutage,
 	} {
 		t.Run(name, func(t *testing.T) { f(t, newStore) })
 	}
