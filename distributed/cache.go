@@ -57,13 +57,13 @@ type Cache struct {
 
 	mu      sync.Mutex
 	pending map[string]keptWrites // by partition key, during an outage
-	down    bool                     // the store failed and has not answered since
-	logged  bool                     // the outage was logged and its end was not
-	refused bool                     // a write failed, and none was taken since
-	downAt  time.Time                // when logged became true
-	used    bool                     // a store call succeeded once
-	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
-	probed  time.Time                // when a Replace's probe last failed
+	down    bool                  // the store failed and has not answered since
+	logged  bool                  // the outage was logged and its end was not
+	refused bool                  // a write failed, and none was taken since
+	downAt  time.Time             // when logged became true
+	used    bool                  // a store call succeeded once
+	probing chan struct{}         // closed when the Replace probing the store is done; nil: none
+	probed  time.Time             // when a Replace's probe last failed
 	closed  bool
 	nviews  int
 

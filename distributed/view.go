@@ -89,7 +89,6 @@ func (v *view) pruneLocked(now time.Time) {
 	}
 }
 
-
 // current reports whether MSAL holds key at the store's current version (as
 // far as the store's notices tell), and whether its expiry is due to be
 // renewed.
