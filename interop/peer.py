@@ -19,6 +19,9 @@
 #   PEER_START   wait (at most 60 s) for this file before writing
 #   PEER_STOP    stop early, before <count>, once this file exists
 #   PEER_PAUSE   wait 0 to this many ms between writes (default 0)
+#   PEER_TURN    take turns with another writer: before write i > 0, wait
+#                (at most 60 s) for the file "<PEER_TURN>.other.<i-1>"; after
+#                write i, create "<PEER_TURN>.py.<i>"
 #
 # "write" prints one JSON report on stdout. Each write is one token response
 # handed to TokenCache.add, as MSAL Python's acquire_token_* do: it stores an
@@ -209,11 +212,15 @@ def wait_start(wid):
     if not gate:
         return
     open(gate + ".ready." + wid, "w").close()
+    wait_file(gate, "the start gate")
+
+
+def wait_file(path, what):
     deadline = time.monotonic() + 60
-    while not os.path.exists(gate):
+    while not os.path.exists(path):
         if time.monotonic() > deadline:
-            raise RuntimeError("the start gate did not open within 60 s")
-        time.sleep(0.005)
+            raise RuntimeError("%s did not come within 60 s" % what)
+        time.sleep(0.001)
 
 
 def write(path, wid, count):
@@ -231,16 +238,21 @@ def write(path, wid, count):
     start = time.monotonic()
     stop = os.environ.get("PEER_STOP")
     pause = int(os.environ.get("PEER_PAUSE", "0"))
+    turn = os.environ.get("PEER_TURN")
     for i in range(count):
         if stop and os.path.exists(stop):
             break
         if i > 0 and pause > 0:
             time.sleep(random.random() * pause / 1000)
+        if i > 0 and turn:
+            wait_file("%s.other.%d" % (turn, i - 1), "the other writer's turn %d" % (i - 1))
         current[0] = i
         try:
             cache.add(token_event(wid, i))
         except Exception as e:  # what the app's acquire_token_* would raise
             report["errors"].append("write %d: %s: %s" % (i, type(e).__name__, e))
+        if turn:
+            open("%s.py.%d" % (turn, i), "w").close()
     report["writes"] = len(report["written"])
     report["ms"] = int((time.monotonic() - start) * 1000)
     sys.stdout.write(json.dumps(report) + "\n")
