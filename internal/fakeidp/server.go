@@ -251,7 +251,8 @@ func (s *Server) Close() {
 		hold := s.hold
 		s.hold = nil
 		s.mu.Unlock()
-		hold.release() // a held answer does not keep Close waiting
+		// A held answer does not keep Close waiting.
+		hold.release()
 		_ = s.http.Close() // the only error is the listener's close error
 		<-s.served
 		s.handlers.Wait()
