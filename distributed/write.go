@@ -244,6 +244,7 @@ func (c *Cache) RemovePartition(ctx context.Context, key string) error {
 	c.mu.Lock()
 	// The writes kept for it are ordered before it: it supersedes them.
 	delete(c.pending, key)
+	c.npending.Store(int64(len(c.pending)))
 	c.mu.Unlock()
 	if r := c.writeStore(ctx, w); r.outcome == failed {
 		c.keep(w)
