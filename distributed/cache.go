@@ -13,9 +13,11 @@ import (
 	"github.com/msalcache/msalcache/internal/seal"
 )
 
-// ErrUnavailable is wrapped by the error of Close when writes kept during
-// an outage (sign-ins, refreshed tokens, sign-outs) could not be written
-// before it returned.
+// ErrUnavailable means the store cannot be reached. A store may wrap it
+// (redisstore does while its server is down); Close's error wraps it when
+// writes kept during an outage (sign-ins, refreshed tokens, sign-outs)
+// could not be written. RemovePartition does not return it: a sign-out the
+// store cannot take is kept, like any write.
 var ErrUnavailable = errors.New("distributed: the store is unavailable")
 
 // Working set defaults (see view).
