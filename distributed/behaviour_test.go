@@ -41,6 +41,7 @@ func TestOutage(t *testing.T)                { dcachetest.Outage(t, memoryStores
 func TestReturn(t *testing.T)                { dcachetest.Return(t, memoryStores()) }
 func TestExpiry(t *testing.T)                { dcachetest.Expiry(t, memoryStores()) }
 func TestEncrypted(t *testing.T)             { dcachetest.Encrypted(t, memoryStores()) }
+func TestKeyless(t *testing.T)               { dcachetest.Keyless(t, memoryStores()) }
 func TestSignInAgain(t *testing.T)           { dcachetest.SignInAgain(t, memoryStores()) }
 func TestOutageOrder(t *testing.T)           { dcachetest.OutageOrder(t, memoryStores(), 20) }
 func TestAppSignOut(t *testing.T)            { dcachetest.AppSignOut(t, memoryStores()) }
@@ -99,6 +100,8 @@ func TestRemoveDuringWriteBack(t *testing.T) {
 		cancel()
 	}
 }
+
+func TestRollingRotation(t *testing.T) { dcachetest.RollingRotation(t, memoryStores()) }
 
 // Close writes back what an outage kept if the store is back, says so if
 // not, and makes later calls fail with ErrClosed.

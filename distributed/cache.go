@@ -54,6 +54,7 @@ type Cache struct {
 	log      *slog.Logger
 	st       counters
 	metrics  *metrics // nil: no MeterProvider
+	causes   causes   // of stored values this Cache cannot read, logged (see rejected)
 
 	views sync.Map // cache.Unmarshaler or cache.Marshaler (the MSAL manager) -> *view
 
@@ -85,7 +86,7 @@ type Cache struct {
 type counters struct {
 	l1Hits, memHits, storeReads, misses, writes, conflicts atomic.Int64
 	errors, invalidations, unmarshals, dropped, rejected   atomic.Int64
-	storeHits, emptied                                     atomic.Int64
+	storeHits, emptied, withheld                           atomic.Int64
 }
 
 // Stats are the Cache's counters since New.
@@ -102,6 +103,7 @@ type Stats struct {
 	Unmarshals    int64 // times MSAL's memory was replaced
 	Dropped       int64 // writes dropped because their partition was removed after they began
 	Rejected      int64 // stored blobs that did not decrypt or parse (each one also a miss)
+	Withheld      int64 // writes not made: the stored partition is sealed with a key this Cache lacks, or in a newer format (see Key rotation)
 	Emptied       int64 // times the store was found to have lost its data (see the package doc)
 	Bytes         int64 // bytes held by the in-process layer now
 	Pending       int   // writes kept for the store's return
@@ -235,6 +237,7 @@ func (c *Cache) Stats() Stats {
 		Unmarshals:    c.st.unmarshals.Load(),
 		Dropped:       c.st.dropped.Load(),
 		Rejected:      c.st.rejected.Load(),
+		Withheld:      c.st.withheld.Load(),
 		StoreHits:     c.st.storeHits.Load(),
 		Emptied:       c.st.emptied.Load(),
 	}

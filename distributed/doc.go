@@ -122,18 +122,47 @@
 //   - Security. With WithEncryptionKeys each blob is AES-256-GCM sealed,
 //     with the store key as additional data: a blob copied to another key
 //     does not open. A blob that does not open (other keys, tampered) is a
-//     miss and a warning; it is never handed to MSAL. Without keys, blobs
+//     miss and a warning; it is never handed to MSAL. A Cache without keys
+//     never takes a sealed blob for a partition or a sign-out: it is a
+//     miss too. Without keys, blobs
 //     are stored in clear: fine for NewMemoryStore, not for a shared Redis;
 //     New logs one warning for a store that says it is shared (Sharer:
 //     redisstore, pgstore) without keys. Nothing secret is logged, and
 //     nothing at all without WithLogger.
 //   - Key rotation. WithEncryptionKeys(new, old) seals with new and opens
-//     with both. Partitions are sealed again only when written, so before
-//     old is dropped, Reseal (or the command distributed/cmd/reseal)
-//     rewrites the rest through compare-and-set and counts what would be
-//     lost (sealed with an old key, or with none of the keys). It lists the
-//     keys through the optional Scanner interface, which every store of
-//     this module implements.
+//     with both. In a rolling deploy replicas run with two lists for a
+//     while, so rotate in four steps, each deployed on every replica
+//     before the next begins: [old, new] (still seals with old, already
+//     opens new); then [new, old] (seals with new, which every replica
+//     opens since the first step); then Reseal (or the command
+//     distributed/cmd/reseal), which rewrites what is still sealed with
+//     old through compare-and-set and counts what dropping old would cost
+//     (a DryRun must count no partition sealed with an old key); then
+//     [new]. Reseal lists the keys through the optional Scanner interface,
+//     which every store of this module implements.
+//   - A replica never overwrites what it cannot read. Skipping the first
+//     step leaves replicas on [old] beside replicas on [new, old]; dropping
+//     old before Reseal leaves partitions only old opens; a Cache without
+//     keys beside Caches with them, or a release rolled back beside a
+//     newer one that writes a newer record format, is the same. A replica
+//     that finds a partition sealed with a key it lacks (or sealed, when
+//     it has no keys), or in a newer format, reads it as empty (the user
+//     signs in again on that replica) and never writes over it: its write
+//     is withheld, not stored and not kept for later (Stats.Withheld,
+//     Stats.Rejected), and it logs one warning per cause (a key id, a
+//     format) with the remedy: the same key list, and release, on every
+//     replica. So a wrong sequence costs sign-ins on the replicas that lag,
+//     never a stored token, and never brings a signed-out user back. A
+//     sign-out (RemovePartition) is written over such a partition all the
+//     same: it drops only what the user asked to drop. A value that is
+//     damaged under a key the Cache holds (tampered, or copied from another
+//     store key), or that is no partition record at all, is different: the
+//     next write replaces it, which is how such a partition heals. Turning
+//     encryption on is not a rolling change: a Cache with keys does not
+//     trust a record in clear (whoever can write to the store could have
+//     written it), reads it as empty and replaces it at its next write,
+//     while Caches without keys leave sealed ones alone, so users sign in
+//     again.
 //
 // # What MSAL Go v1.10 lets a cache do, and what it does not
 //
@@ -254,6 +283,7 @@
 //	msalcache.distributed.conflicts       counter   {conflict}     compare-and-set refusals (merged, retried)
 //	msalcache.distributed.dropped_writes  counter   {write}        writes dropped: their partition was removed
 //	msalcache.distributed.rejected        counter   {partition}    stored partitions that did not decrypt or parse
+//	msalcache.distributed.withheld_writes counter   {write}        writes not made over a partition this process cannot read
 //	msalcache.distributed.invalidations   counter   {invalidation} notices of changes made elsewhere
 //	msalcache.distributed.store.errors    counter   {error}        store calls that failed
 //	msalcache.distributed.store.emptied   counter   {event}        the store was found to have lost its data (below)

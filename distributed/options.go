@@ -45,9 +45,10 @@ type config struct {
 
 // WithEncryptionKeys seals every stored blob with AES-256-GCM, bound to its
 // store key. Each key is 32 bytes; the first one encrypts, all of them
-// decrypt, so keys can be rotated: deploy [new, old] everywhere, then
-// later [new]. Without keys, blobs are stored in clear (fine for
-// NewMemoryStore, not for a shared Redis).
+// decrypt, so keys can be rotated: deploy [old, new] everywhere, then
+// [new, old], then Reseal, then [new] (see the package doc). Without keys,
+// blobs are stored in clear (fine for NewMemoryStore, not for a shared
+// Redis).
 func WithEncryptionKeys(keys ...[]byte) Option {
 	return optionFunc(func(c *config) {
 		c.keys = nil

@@ -194,7 +194,7 @@ func (c *Cache) loadValue(ctx context.Context, skey string) ([]byte, Version, bo
 }
 
 // decode reads a stored value (nil: none); a value that does not decrypt
-// or parse is a miss.
+// or parse, or that this Cache cannot read (see unreadable), is a miss.
 func (c *Cache) decode(value []byte, skey string, memo map[string]string) record {
 	if value == nil {
 		c.st.misses.Add(1)
@@ -203,8 +203,7 @@ func (c *Cache) decode(value []byte, skey string, memo map[string]string) record
 	rec, err := decodeRecord(value, skey, c.keys, memo)
 	if err != nil {
 		c.st.misses.Add(1)
-		c.st.rejected.Add(1)
-		c.log.Warn("distributed: a stored partition does not decrypt or parse; treated as empty", "key", skey, "err", err)
+		c.rejected(skey, err)
 		return record{snap: msaljson.Empty}
 	}
 	if rec.removed {

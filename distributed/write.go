@@ -97,7 +97,7 @@ func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) {
 		if v != nil {
 			v.written(w.key, w.ours, r.merged, r.version, r.gen, c.cfg.now())
 		}
-	case dropped:
+	case dropped, withheld:
 		if v != nil {
 			v.stale(w.key)
 		}
@@ -109,9 +109,10 @@ func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) {
 type outcome int
 
 const (
-	written outcome = iota // stored (or nothing needed storing)
-	dropped                // the partition was removed after the write's base: not stored
-	failed                 // the store failed or the conflicts did not end: kept
+	written  outcome = iota // stored (or nothing needed storing)
+	dropped                 // the partition was removed after the write's base: not stored
+	failed                  // the store failed or the conflicts did not end: kept
+	withheld                // the stored partition is unreadable to this Cache (see unreadable): not stored, not kept
 )
 
 type writeResult struct {
@@ -153,7 +154,13 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 		c.recovered(since)
 		theirs := record{snap: msaljson.Empty}
 		if value != nil {
-			if theirs, err = decodeRecord(value, w.skey, c.keys, memo); err != nil {
+			if theirs, err = decodeRecord(value, w.skey, c.keys, memo); err != nil && !w.remove && unreadable(err) {
+				// Never overwritten: its tokens or its sign-out are for
+				// the replicas that can read it. Not kept either: the
+				// write is based on nothing this Cache could read.
+				c.withhold(w.skey, err)
+				return writeResult{outcome: withheld}
+			} else if err != nil {
 				c.st.rejected.Add(1)
 				c.log.Warn("distributed: overwriting a stored partition that does not decrypt or parse", "key", w.skey, "err", err)
 				theirs = record{snap: msaljson.Empty}

@@ -13,10 +13,11 @@
 // (RESEAL_REDIS or --redis), PostgreSQL (RESEAL_POSTGRES or --postgres), or
 // both: the tandem, scanned on PostgreSQL. URLs are never printed either.
 //
-// The safe sequence: deploy [new, old] on every replica; run reseal until
-// it says it is done; run it with --dry-run: "old-key 0" means dropping the
-// old key signs nobody out; then deploy [new]. --limit stops a run after
-// about that many partitions and prints the --cursor that continues it.
+// The safe sequence: deploy [old, new] on every replica, then [new, old]
+// on every replica; run reseal until it says it is done; run it with
+// --dry-run: "old-key 0" means dropping the old key signs nobody out; then
+// deploy [new]. --limit stops a run after about that many partitions and
+// prints the --cursor that continues it.
 //
 // Exit status: 0 when the run ended (done, or stopped at --limit), 1 on an
 // error (the counts so far and the cursor to resume are printed), 2 for a
