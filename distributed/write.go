@@ -64,6 +64,11 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, h cache.ExportHin
 	if err != nil {
 		return err
 	}
+	end, err := c.beginWrite()
+	if err != nil {
+		return err
+	}
+	defer end()
 	data, err := m.Marshal()
 	if err != nil {
 		return err
@@ -72,25 +77,28 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, h cache.ExportHin
 	if err != nil {
 		return fmt.Errorf("distributed: MSAL's cache: %w", err)
 	}
+	var errs []error
 	for _, j := range jobs {
 		j.skey = c.storeKey(j.key)
-		c.write(ctx, v, j)
+		if err := c.write(ctx, v, j); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// write stores a change made by MSAL (or kept during an outage), merged
-// with what the store holds.
-func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) {
+// write stores a change made by MSAL, merged with what the store holds, or
+// keeps it for the write-back. It fails only when the change could be
+// neither stored nor kept (after Close).
+func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) error {
 	if w.drop {
 		c.st.dropped.Add(1)
 		c.log.Info("distributed: a write was dropped: its partition was removed while MSAL was refreshing it", "key", w.skey)
 		v.stale(w.key)
-		return
+		return nil
 	}
 	if c.isDown() {
-		c.keep(w)
-		return
+		return c.keep(w)
 	}
 	switch r := c.writeStore(ctx, w); r.outcome {
 	case written:
@@ -102,8 +110,9 @@ func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) {
 			v.stale(w.key)
 		}
 	case failed:
-		c.keep(w)
+		return c.keep(w)
 	}
+	return nil
 }
 
 type outcome int
@@ -235,51 +244,59 @@ func (c *Cache) RemovePartition(ctx context.Context, key string) error {
 	if key == "" {
 		return errors.New("distributed: RemovePartition: empty partition key")
 	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
+	end, err := c.beginWrite()
+	if err != nil {
+		return err
 	}
-	c.mu.Unlock()
+	defer end()
 	w := &pendingWrite{key: key, skey: c.storeKey(key), remove: true, began: c.cfg.now()}
-	if c.isDown() {
-		c.keep(w)
-		c.forget(w)
-		return nil
-	}
 	c.forget(w)
+	if c.isDown() {
+		return c.keep(w)
+	}
 	c.mu.Lock()
 	// The writes kept for it are ordered before it: it supersedes them.
 	delete(c.pending, key)
 	c.npending.Store(int64(len(c.pending)))
 	c.mu.Unlock()
 	if r := c.writeStore(ctx, w); r.outcome == failed {
-		c.keep(w)
+		if err := c.keep(w); err != nil {
+			return err
+		}
 	}
 	c.forget(w) // a Replace during the write may have loaded the old value
 	return nil
 }
 
-// forget drops a removed partition from this process: the layer, and what
-// MSAL holds (at the next Replace of it).
+// forget drops a removed partition from this process: the layer and what
+// MSAL holds (at the next Replace of it). No client's view needs to be
+// told: invalidating the key in the layer makes every view's copy of it
+// stale (its watch), and without the layer every Replace asks the store.
 func (c *Cache) forget(w *pendingWrite) {
 	if c.l1 != nil {
 		c.l1.invalidate(w.skey)
 	}
-	c.views.Range(func(_, v any) bool {
-		v.(*view).stale(w.key)
-		return true
-	})
 }
 
+// errNotKept is returned for a write that the store did not take after
+// Close's last flush: nothing would write it back.
+var errNotKept = fmt.Errorf("distributed: the write was not stored, and the Cache is closed: %w (%w)", ErrUnavailable, ErrClosed)
+
 // keep holds a write for the store's return, after those kept before for
-// its partition (see keptWrites).
-func (c *Cache) keep(w *pendingWrite) {
+// its partition (see keptWrites). After Close's last flush it keeps
+// nothing and returns errNotKept.
+func (c *Cache) keep(w *pendingWrite) error {
 	c.mu.Lock()
+	if c.sealed {
+		c.mu.Unlock()
+		c.log.Warn("distributed: a write was not stored: the store did not take it and the Cache is closed", "key", w.skey)
+		return errNotKept
+	}
 	c.pending[w.key] = c.pending[w.key].add(w)
 	c.npending.Store(int64(len(c.pending)))
 	c.mu.Unlock()
 	c.poke()
+	return nil
 }
 
 // pendingFor returns the last write kept for key (nil: none): what MSAL

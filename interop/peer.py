@@ -32,9 +32,12 @@
 # modifies that did not reload a file another process had changed since this
 # one saved it (the mtime check missed the change), and the keys each save
 # removed from the file: read from the very file the save truncates, just
-# before it does.
+# before it does. The saves of all peer.py processes take turns (a flock on
+# "<cache>.peer-saves", the test's own), so that this reading is never a
+# write of another Python process caught half done.
 
 import base64
+import fcntl
 import json
 import os
 import random
@@ -62,8 +65,11 @@ report = {
     "invalidUnderLock": 0,  # saves that found the file not MSAL JSON
     "saves": 0,
     "reloadsMissed": 0,  # modifies that did not reload a file others had changed
+    "reloadsMissedStamped": 0,  # of which the missed file carried msalcache's stamp
     "missedByUs": 0,  # the most a missed change's mtime lay before this process's last save, in µs
     "destroyed": [],  # "Section/key" removed from the file by this process's saves
+    "emptyReloads": 0,  # reloads that found the file empty after it had held a cache
+    "blindSaves": 0,  # saves that found the file they truncate empty after it had held a cache
 }
 
 
@@ -133,15 +139,29 @@ def parse(text):
 
 
 last_saved = [None]  # what this process's last save wrote
+had_cache = [False]  # whether this process has seen the file hold a cache
 
 
 class InstrumentedPersistence(persistence.FilePersistence):
     def save(self, content):
         del _overwritten[:]
-        super().save(content)
+        # The saves of this test's Python processes take turns, under a
+        # lock of the test's own (not MSAL's): two processes that both went
+        # ahead without CrossPlatLock would otherwise interleave their
+        # in-place writes, and a save could read the other's write half done
+        # and not know what it overwrites. msalcache's writers replace the
+        # file by rename and never write it in place, so with the turns
+        # what a save reads before it truncates is exactly what it
+        # overwrites.
+        with open(self.get_location() + ".peer-saves", "a") as turns:
+            fcntl.flock(turns, fcntl.LOCK_EX)
+            super().save(content)
         last_saved[0] = content
         report["saves"] += 1
         on_disk = parse(_overwritten[0]) if _overwritten else {}
+        if _overwritten and _overwritten[0].strip() == "" and had_cache[0]:
+            report["blindSaves"] += 1
+        had_cache[0] = True
         nxt = parse(content)
         if on_disk is None or nxt is None:
             report["invalidUnderLock"] += 1
@@ -167,6 +187,10 @@ def open_cache(path):
 
     def deserialize(state):
         loaded.append(True)
+        if state and state.strip():
+            had_cache[0] = True
+        elif had_cache[0]:
+            report["emptyReloads"] += 1
         return real_deserialize(state)
 
     def reload_if_necessary():
@@ -174,11 +198,17 @@ def open_cache(path):
         # file should hold what this process last saved. The file is looked
         # at first, so what the check saw is what is compared.
         text = read_text(path)
-        mtime = os.path.getmtime(path) if text is not None else 0
+        mtime_ns = os.stat(path).st_mtime_ns if text is not None else 0
+        mtime = mtime_ns / 1e9
         del loaded[:]
         real_reload()
         if not loaded and text is not None and text != last_saved[0]:
             report["reloadsMissed"] += 1
+            if mtime_ns % 1000000 == 0:
+                # stamped at a whole millisecond, as msalcache stamps its
+                # writes (the kernel's stamps on a file system with
+                # nanosecond timestamps practically never are)
+                report["reloadsMissedStamped"] += 1
             # how far the other process's mtime lies before this process's
             # clock reading after its own last save
             report["missedByUs"] = max(report["missedByUs"], int((cache._last_sync - mtime) * 1e6))

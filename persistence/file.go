@@ -200,8 +200,9 @@ type inPlaceOpener interface {
 // a temporary file in the same directory (0600) is written, synced, closed and
 // renamed over the file; missing directories are created 0700. Readers see
 // the old or the new file, never a mix. On every failure the temporary file
-// is removed and the old file is left as it was. Write returns the Version of
-// the new file.
+// is removed and the old file is left as it was. The new file's mtime is
+// stamped past the time of the write (see stampLater). Write returns the
+// Version of the new file.
 func (f *File) Write(ctx context.Context, plaintext []byte) (Version, error) {
 	sealed, err := f.p.Seal(ctx, plaintext)
 	if err != nil {
