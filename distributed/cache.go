@@ -35,6 +35,7 @@ const (
 	probeMax     = 200 * time.Millisecond // bound of a Replace's probe: a store that is back answers sooner
 	viewIdle     = 5 * time.Minute        // a view unused this long may be dropped
 	viewsToSweep = 64                     // ... once there are more views than this
+	viewsPerNew  = 2                      // views the sweep looks at per new view
 )
 
 // Cache is a cache.ExportReplace for confidential.WithCache that keeps one
@@ -66,7 +67,11 @@ type Cache struct {
 	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
 	probed  time.Time                // when a Replace's probe last failed
 	closed  bool
-	nviews  int
+	swept   []viewEntry   // every view, in the order the sweep visits them
+	sweepAt int           // the next view the sweep looks at
+	writing int           // Export and RemovePartition calls in progress (see beginWrite)
+	idle    chan struct{} // closed when writing drops to 0; nil unless Close waits for it
+	sealed  bool          // Close's last flush took the kept writes: none can be kept any more
 
 	isClosed atomic.Bool   // closed, for the hot path
 	npending atomic.Int64  // len(pending), for the hot path; written under mu
@@ -76,9 +81,11 @@ type Cache struct {
 	marker   marker        // the store's marker as last seen; only the write-back goroutine
 	marks    bool          // the store may lose its data: the marker is kept (not the memory store)
 
-	wake chan struct{}
-	quit chan struct{}
-	done chan struct{}
+	wake   chan struct{}
+	quit   chan struct{}
+	done   chan struct{}
+	bg     context.Context // the write-back's store calls; Close cancels it
+	stopBG context.CancelFunc
 }
 
 type counters struct {
@@ -135,6 +142,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	c.bg, c.stopBG = context.WithCancel(context.Background())
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -199,26 +207,44 @@ func (c *Cache) view(m any) (*view, error) {
 	if v, ok := c.views.Load(m); ok {
 		return v.(*view), nil
 	}
-	if c.nviews >= viewsToSweep {
-		c.sweepViewsLocked()
-	}
+	c.sweepViewsLocked()
 	v := newView(c.cfg.viewMax, c.cfg.viewGrace)
 	c.views.Store(m, v)
-	c.nviews++
+	c.swept = append(c.swept, viewEntry{m, v})
 	return v, nil
 }
 
+// A viewEntry is a view and the MSAL manager it is for.
+type viewEntry struct {
+	m any
+	v *view
+}
+
 // sweepViewsLocked drops views that have not been used for a while: those
-// of clients that were made per request or per user and are gone.
+// of clients that were made per request or per user and are gone. It looks
+// at viewsPerNew views, going round, so a new client costs the same however
+// many views there are, and a view idle for viewIdle is dropped within a
+// round (as many new views as half the views).
 func (c *Cache) sweepViewsLocked() {
+	if len(c.swept) < viewsToSweep {
+		return
+	}
 	old := c.cfg.now().Add(-viewIdle)
-	c.views.Range(func(m, v any) bool {
-		if v.(*view).idleSince(old) {
-			c.views.Delete(m)
-			c.nviews--
+	for range viewsPerNew {
+		if c.sweepAt >= len(c.swept) {
+			c.sweepAt = 0
 		}
-		return true
-	})
+		e := c.swept[c.sweepAt]
+		if !e.v.idleSince(old) {
+			c.sweepAt++
+			continue
+		}
+		c.views.Delete(e.m)
+		last := len(c.swept) - 1
+		c.swept[c.sweepAt] = c.swept[last]
+		c.swept[last] = viewEntry{}
+		c.swept = c.swept[:last]
+	}
 }
 
 // Stats returns the counters.
@@ -249,11 +275,15 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
-// Close stops the write-back, tries once more (within the timeout) to write
-// what was kept during an outage, and reports what could not be written.
-// It does not close the store. A second Close returns nil and does
-// nothing; other calls after Close return ErrClosed (which wraps
-// net.ErrClosed).
+// Close stops the write-back, waits for the writes in progress (Export,
+// RemovePartition) to end, tries once more to write what was kept during an
+// outage, and reports what could not be written. Each of the two waits is
+// bounded by the timeout (WithTimeout), so Close returns within about twice
+// the timeout. A write still in progress after the first wait that the
+// store does not take is not kept: its Export or RemovePartition returns an
+// error wrapping ErrClosed and ErrUnavailable. Close does not close the
+// store. A second Close returns nil and does nothing; other calls after
+// Close return ErrClosed (which wraps net.ErrClosed).
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -262,14 +292,38 @@ func (c *Cache) Close() error {
 	}
 	c.closed = true
 	c.isClosed.Store(true)
+	if c.writing > 0 {
+		c.idle = make(chan struct{})
+	}
+	idle := c.idle
 	c.mu.Unlock()
+	// The write-back stops at once: its store calls end with its ctx.
+	c.stopBG()
 	close(c.quit)
-	<-c.done
+	wait, cancel := context.WithTimeout(context.Background(), c.cfg.timeout)
+	defer cancel()
+	if idle != nil {
+		// Each store call of a write in progress is bounded by the
+		// timeout: what the write keeps is written below.
+		select {
+		case <-idle:
+		case <-wait.Done():
+			c.log.Warn("distributed: Close: writes still in progress after the timeout; those the store does not take are reported to their callers")
+		}
+	}
+	select {
+	case <-c.done:
+	case <-wait.Done():
+		c.log.Warn("distributed: Close: the write-back did not stop within the timeout")
+	}
 	if err := c.metrics.close(); err != nil {
 		c.log.Debug("distributed: unregistering the metrics", "err", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.timeout)
-	defer cancel()
+	ctx, cancelFlush := context.WithTimeout(context.Background(), c.cfg.timeout)
+	defer cancelFlush()
+	c.mu.Lock()
+	c.sealed = true // keep refuses from now on: nothing would write it
+	c.mu.Unlock()
 	if !c.flush(ctx) {
 		c.mu.Lock()
 		n := len(c.pending)
@@ -279,4 +333,24 @@ func (c *Cache) Close() error {
 		}
 	}
 	return nil
+}
+
+// beginWrite counts an Export or RemovePartition in progress, for Close to
+// wait for; the caller calls end when it is done. It fails after Close.
+func (c *Cache) beginWrite() (end func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	c.writing++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.writing--
+		if c.writing == 0 && c.idle != nil {
+			close(c.idle)
+			c.idle = nil
+		}
+	}, nil
 }

@@ -46,7 +46,15 @@
 //     set: the union of the partitions the client used recently. A
 //     partition is dropped from it only when the set is full and the
 //     partition has not been used for two seconds, so a concurrent reader
-//     always finds its tokens.
+//     always finds its tokens. A partition counts as used when Replace hands
+//     it to MSAL (after a load, however long the load took), including when
+//     MSAL is served from its memory during an outage. A client made per
+//     request costs the same whatever the number of clients made before
+//     (the state kept for a client unused for five minutes is dropped a
+//     little at a time, as new clients come). If MSAL rejects the working
+//     set (Unmarshal fails), it is offered again after a wait that doubles
+//     from 100 ms to a minute (MSAL's on-behalf-of store rejects every
+//     one: see below).
 //   - Isolation. What is stored for a partition is computed from each entry
 //     of MSAL's memory: tokens, ID tokens and accounts with that
 //     home_account_id; app tokens with client_id and realm (and
@@ -80,7 +88,11 @@
 //     (WithTimeout, default 2 s), MSAL is served from its memory (warm users
 //     keep getting tokens), writes are kept in the process and written back
 //     (merged) when the store answers again, which the Cache probes for in
-//     the background, several times a second. A Replace of a partition MSAL
+//     the background, several times a second. A write kept is what the
+//     process's clients read for that partition until it is written back:
+//     no older copy (in the in-process layer, or a client's memory) hides
+//     it. Users served during the outage keep their place in a full
+//     working set: a sign-in kept meanwhile evicts a user nobody asked for. A Replace of a partition MSAL
 //     does not hold (a user who signed in on another replica) still asks the
 //     store, so such a user is served as soon as the store answers again.
 //     While the store is out, such a call asks it at most about once a
@@ -276,8 +288,14 @@
 // clients. It never holds a lock across a store call; a lock of one client's
 // working set is held while MSAL's memory is replaced (an in-memory
 // operation), so that the Cache knows what MSAL holds. Close stops the
-// background write-back after one more attempt; it does not close the
-// store, which its opener closes after the Cache. Close is idempotent, on
+// background write-back, waits for the Export and RemovePartition calls in
+// progress (within the timeout), writes back what was kept (within the
+// timeout again) and returns an error wrapping ErrUnavailable if some of it
+// could not be stored. A write still in progress after Close's wait that
+// the store does not take is reported to its caller: its Export (or
+// RemovePartition) returns an error wrapping ErrClosed and ErrUnavailable,
+// never nil. Close does not close the store, which its opener closes after
+// the Cache. Close is idempotent, on
 // the Cache and on every Store of this module: a second call returns nil
 // and does nothing; other calls after Close return ErrClosed, which wraps
 // net.ErrClosed.

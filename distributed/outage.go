@@ -130,11 +130,11 @@ func (c *Cache) writeBack() {
 		case <-t.C:
 		}
 		if c.recheck.Swap(false) {
-			c.verify(context.Background())
+			c.verify(c.bg)
 		} else if c.markDue.Swap(false) {
-			c.checkMarker(context.Background())
+			c.checkMarker(c.bg)
 		}
-		if c.flush(context.Background()) {
+		if c.flush(c.bg) {
 			wait, backoff = retryMin, false
 			continue
 		}

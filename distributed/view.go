@@ -32,7 +32,9 @@ type view struct {
 	mu       sync.Mutex
 	parts    map[string]*part  // by partition key
 	intact   bool              // MSAL's memory is the union of parts
-	refuses  bool              // MSAL rejects Unmarshal (its on-behalf-of store)
+	refuses  bool              // MSAL rejected the last Unmarshal (its on-behalf-of store always does)
+	retryAt  time.Time         // when refusing: the next Unmarshal may be tried from then
+	retry    time.Duration     // when refusing: the wait before retryAt (see unmarshalRetry)
 	memo     map[string]string // msaljson's memo of the last parse of MSAL's memory
 	owners   msaljson.Owners
 	lastUsed time.Time
@@ -54,6 +56,15 @@ type part struct {
 	aliveAt time.Time // MSAL last read it before it was removed
 }
 
+// How long a view whose Unmarshal failed waits before it tries again:
+// doubling from the first to the second. MSAL Go's on-behalf-of store
+// rejects every Unmarshal (it then keeps its own memory); any other client
+// rejects one only by accident, and is given its working set again soon.
+const (
+	unmarshalRetryMin = 100 * time.Millisecond
+	unmarshalRetryMax = time.Minute
+)
+
 // inFlight bounds how long an MSAL call that read a partition may take to
 // write what it got: MSAL Go gives each HTTP request 30 s when the caller's
 // ctx has no deadline. A write into a partition removed within that time
@@ -72,7 +83,7 @@ func (v *view) current(key string, now time.Time, touchEvery time.Duration) (tou
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
-	if p == nil || !p.synced || !p.watch.fresh() || !(v.intact || v.refuses) {
+	if p == nil || !p.synced || !p.watch.fresh() || !v.settled(now) {
 		return false, false
 	}
 	return v.use(p, now, touchEvery), true
@@ -84,11 +95,32 @@ func (v *view) holds(key string, ver Version, w watch, now time.Time, touchEvery
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
-	if p == nil || !p.exact || p.version != ver || !(v.intact || v.refuses) {
+	if p == nil || !p.exact || p.version != ver || !v.settled(now) {
 		return false, false
 	}
 	p.watch, p.synced = w, w.fresh()
 	return v.use(p, now, touchEvery), true
+}
+
+// settled reports whether nothing needs to be given to MSAL: its memory is
+// the union of the working set, or it refuses it and it is not yet time
+// to try again.
+func (v *view) settled(now time.Time) bool { return v.intact || v.waiting(now) }
+
+// waiting reports whether MSAL refused the working set and it is not yet
+// time to try again.
+func (v *view) waiting(now time.Time) bool { return v.refuses && now.Before(v.retryAt) }
+
+// unmarshaled records the outcome of an Unmarshal tried at now: a failure
+// sets the time of the next try, further each time (see unmarshalRetryMin).
+func (v *view) unmarshaled(err error, now time.Time) {
+	v.intact, v.refuses = err == nil, err != nil
+	if err == nil {
+		v.retry = 0
+		return
+	}
+	v.retry = min(max(2*v.retry, unmarshalRetryMin), unmarshalRetryMax)
+	v.retryAt = now.Add(v.retry)
 }
 
 // use records that MSAL read p at now, and reports whether p's expiry is
@@ -147,14 +179,13 @@ func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec recor
 	if v.evict(key, now) {
 		changed = true
 	}
-	if changed && !v.refuses {
+	if changed && !v.waiting(now) {
 		union := make([]*msaljson.Snapshot, 0, len(v.parts))
 		for _, q := range v.parts {
 			union = append(union, q.snap)
 		}
 		err := u.Unmarshal(msaljson.Union(union...).Raw)
-		v.intact = err == nil
-		v.refuses = err != nil
+		v.unmarshaled(err, now)
 		onUnmarshal(err)
 	}
 	return touch

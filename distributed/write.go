@@ -62,6 +62,11 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, h cache.ExportHin
 	if err != nil {
 		return err
 	}
+	end, err := c.beginWrite()
+	if err != nil {
+		return err
+	}
+	defer end()
 	data, err := m.Marshal()
 	if err != nil {
 		return err
@@ -70,25 +75,28 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, h cache.ExportHin
 	if err != nil {
 		return fmt.Errorf("distributed: MSAL's cache: %w", err)
 	}
+	var errs []error
 	for _, j := range jobs {
 		j.skey = c.storeKey(j.key)
-		c.write(ctx, v, j)
+		if err := c.write(ctx, v, j); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// write stores a change made by MSAL (or kept during an outage), merged
-// with what the store holds.
-func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) {
+// write stores a change made by MSAL, merged with what the store holds, or
+// keeps it for the write-back. It fails only when the change could be
+// neither stored nor kept (after Close).
+func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) error {
 	if w.suspect {
 		c.st.dropped.Add(1)
 		c.log.Info("distributed: a write was dropped: its partition was removed while MSAL may have been refreshing it", "key", w.skey)
 		v.stale(w.key)
-		return
+		return nil
 	}
 	if c.isDown() {
-		c.keep(w)
-		return
+		return c.keep(w)
 	}
 	switch r := c.writeStore(ctx, w); r.outcome {
 	case written:
@@ -100,8 +108,9 @@ func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) {
 			v.stale(w.key)
 		}
 	case failed:
-		c.keep(w)
+		return c.keep(w)
 	}
+	return nil
 }
 
 type outcome int
@@ -241,20 +250,23 @@ func (c *Cache) RemovePartition(ctx context.Context, key string) error {
 	if key == "" {
 		return errors.New("distributed: RemovePartition: empty partition key")
 	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
+	end, err := c.beginWrite()
+	if err != nil {
+		return err
 	}
-	c.mu.Unlock()
+	defer end()
 	w := &pendingWrite{key: key, skey: c.storeKey(key), remove: true}
 	c.forget(w)
 	if c.isDown() {
-		c.keep(w)
+		if err := c.keep(w); err != nil {
+			return err
+		}
 		return ErrUnavailable
 	}
 	if r := c.writeStore(ctx, w); r.outcome != written {
-		c.keep(w)
+		if err := c.keep(w); err != nil {
+			return err
+		}
 		return ErrUnavailable
 	}
 	c.forget(w) // a Replace during the write may have loaded the old value
@@ -262,7 +274,10 @@ func (c *Cache) RemovePartition(ctx context.Context, key string) error {
 }
 
 // forget drops a removed partition from this process: the layer, the
-// writes kept for it, and what MSAL holds (at the next Replace of it).
+// writes kept for it, and what MSAL holds (at the next Replace of it). No
+// client's view needs to be told: invalidating the key in the layer makes
+// every view's copy of it stale (its watch), and without the layer every
+// Replace asks the store.
 func (c *Cache) forget(w *pendingWrite) {
 	c.mu.Lock()
 	delete(c.pending, w.key)
@@ -271,15 +286,21 @@ func (c *Cache) forget(w *pendingWrite) {
 	if c.l1 != nil {
 		c.l1.invalidate(w.skey)
 	}
-	c.views.Range(func(_, v any) bool {
-		v.(*view).stale(w.key)
-		return true
-	})
 }
 
+// errNotKept is returned for a write that the store did not take after
+// Close's last flush: nothing would write it back.
+var errNotKept = fmt.Errorf("distributed: the write was not stored, and the Cache is closed: %w (%w)", ErrUnavailable, ErrClosed)
+
 // keep holds a write for the store's return, merged with one kept before.
-func (c *Cache) keep(w *pendingWrite) {
+// After Close's last flush it keeps nothing and returns errNotKept.
+func (c *Cache) keep(w *pendingWrite) error {
 	c.mu.Lock()
+	if c.sealed {
+		c.mu.Unlock()
+		c.log.Warn("distributed: a write was not stored: the store did not take it and the Cache is closed", "key", w.skey)
+		return errNotKept
+	}
 	if old, ok := c.pending[w.key]; ok && !old.remove && !w.remove {
 		// Both changes, against the older base.
 		w = &pendingWrite{key: w.key, skey: w.skey, base: old.base, baseGen: old.baseGen, ours: msaljson.Merge(w.base, w.ours, old.ours)}
@@ -292,6 +313,7 @@ func (c *Cache) keep(w *pendingWrite) {
 	c.npending.Store(int64(len(c.pending)))
 	c.mu.Unlock()
 	c.poke()
+	return nil
 }
 
 func (c *Cache) pendingFor(key string) *pendingWrite {
