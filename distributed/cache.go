@@ -13,9 +13,11 @@ import (
 	"github.com/msalcache/msalcache/internal/seal"
 )
 
-// ErrUnavailable is returned by RemovePartition when the store cannot be
-// reached: the partition is removed from this process at once and from the
-// store when it returns.
+// ErrUnavailable means the store cannot be reached. A store may wrap it
+// (redisstore does while its server is down); Close's error wraps it when
+// writes kept during an outage (sign-ins, refreshed tokens, sign-outs)
+// could not be written. RemovePartition does not return it: a sign-out the
+// store cannot take is kept, like any write.
 var ErrUnavailable = errors.New("distributed: the store is unavailable")
 
 // Working set defaults (see view).
@@ -58,14 +60,14 @@ type Cache struct {
 	views sync.Map // cache.Unmarshaler or cache.Marshaler (the MSAL manager) -> *view
 
 	mu      sync.Mutex
-	pending map[string]*pendingWrite // by partition key, during an outage
-	down    bool                     // the store failed and has not answered since
-	logged  bool                     // the outage was logged and its end was not
-	refused bool                     // a write failed, and none was taken since
-	downAt  time.Time                // when logged became true
-	used    bool                     // a store call succeeded once
-	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
-	probed  time.Time                // when a Replace's probe last failed
+	pending map[string]keptWrites // by partition key, during an outage
+	down    bool                  // the store failed and has not answered since
+	logged  bool                  // the outage was logged and its end was not
+	refused bool                  // a write failed, and none was taken since
+	downAt  time.Time             // when logged became true
+	used    bool                  // a store call succeeded once
+	probing chan struct{}         // closed when the Replace probing the store is done; nil: none
+	probed  time.Time             // when a Replace's probe last failed
 	closed  bool
 	swept   []viewEntry   // every view, in the order the sweep visits them
 	sweepAt int           // the next view the sweep looks at
@@ -137,7 +139,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		cfg:     cfg,
 		keys:    keys,
 		log:     cfg.logger,
-		pending: map[string]*pendingWrite{},
+		pending: map[string]keptWrites{},
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),

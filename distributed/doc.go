@@ -74,13 +74,28 @@
 //     store's notice arrives. Decoded partitions of other clients are kept
 //     in an in-process layer bounded in bytes (WithL1).
 //   - Sign-out. RemovePartition stores a tombstone with a new generation
-//     for the TTL: every process drops the partition from MSAL's memory at
-//     its next Replace, a write that began before the removal (a merge
-//     based on the old generation, a write kept during an outage) is
-//     dropped, and so is a write into the partition within 35 seconds after
-//     the client last read it alive: a token refresh that was in flight
-//     (MSAL gives a token request 30 seconds). A user who signs in again
-//     on the same client within that time is asked to sign in once more.
+//     for the TTL, stamped with when it was called: every process drops
+//     the partition from MSAL's memory at its next Replace. A sign-out is
+//     undone only by a write whose request began after it: a sign-in after
+//     it is stored at once (on any replica, and seen by the others as soon
+//     as the store's notice arrives), while a token refresh that was in
+//     flight across it (it read the partition before the sign-out and got
+//     its answer after), a write kept during an outage that began before
+//     it, and a write based on the old generation are dropped. The Cache
+//     tells requests apart by their ctx (ctx.Done(): one per net/http
+//     request), so pass the request's context (r.Context()) to MSAL's calls
+//     and to RemovePartition. A ctx without Done (context.Background) gets
+//     a conservative rule: a write through it into a partition that client
+//     read alive within the last 35 seconds (MSAL gives a token request 30
+//     seconds) is taken as a refresh begun before the sign-out and
+//     dropped, so a user who signs in again that way within that time is
+//     asked to sign in once more. Within a process, a refresh across a
+//     sign-out is recognized without a clock; across replicas (and for
+//     writes kept during an outage) the order is decided by wall-clock
+//     times, so the replicas' clocks must agree to well within the time a
+//     sign-out and the next sign-in take (seconds; NTP keeps them within
+//     milliseconds). Removing an app-token partition (a daemon's) only
+//     makes the next call get a new token: no write into it is dropped.
 //   - Expiry. A partition expires when no process has used it for the TTL
 //     (WithTTL, default 24 hours; reads renew it at most every quarter of
 //     the TTL). An app-token partition expires with its last access token.
@@ -106,7 +121,14 @@
 //     but its outage ends only when it takes a kept write: until then the
 //     write-back retries a few times a second (jittered), not at once. While
 //     the store is out, changes made elsewhere to the partitions a client
-//     holds are not seen.
+//     holds are not seen. A sign-out (RemovePartition) during an outage
+//     removes the partition from this process at once, is kept, and
+//     returns nil. The writes kept for a partition are written back in the
+//     order they were made, each ordered with the sign-outs made elsewhere
+//     meanwhile by when it began (see Sign-out): a sign-in kept on a
+//     replica cut off does not undo a later sign-out on another, and a
+//     sign-out then a sign-in during one outage leave only the new
+//     sign-in's tokens. Close reports the kept writes it could not write.
 //   - A store that lost its data (see below) is the truth: users sign in
 //     again.
 //   - Security. With WithEncryptionKeys each blob is AES-256-GCM sealed,

@@ -38,6 +38,7 @@ type config struct {
 
 	// Unexported knobs of the working set (see view), for tests.
 	viewMax   int
+	flushHook func(key string) // see withFlushHook
 	viewGrace time.Duration
 	now       func() time.Time
 }
@@ -91,6 +92,13 @@ func withView(max int, grace time.Duration) Option {
 }
 
 func withClock(now func() time.Time) Option { return optionFunc(func(c *config) { c.now = now }) }
+
+// withFlushHook calls f with the partition key in the write-back after it
+// took a kept write and before it writes it: tests interleave other calls
+// there.
+func withFlushHook(f func(key string)) Option {
+	return optionFunc(func(c *config) { c.flushHook = f })
+}
 
 func (c *config) validate() (*seal.Keys, error) {
 	switch {

@@ -143,15 +143,16 @@ func (c *Cache) writeBack() {
 	}
 }
 
-// flush writes the kept writes back. It reports whether nothing is left.
+// flush writes the kept writes back, each partition's in the order they
+// were made. It reports whether nothing is left.
 func (c *Cache) flush(ctx context.Context) bool {
 	c.mu.Lock()
-	down, work := c.down || c.logged, make([]*pendingWrite, 0, len(c.pending))
-	for _, w := range c.pending {
-		work = append(work, w)
+	down, keys := c.down || c.logged, make([]string, 0, len(c.pending))
+	for key := range c.pending {
+		keys = append(keys, key)
 	}
 	c.mu.Unlock()
-	if len(work) == 0 {
+	if len(keys) == 0 {
 		if !down {
 			return true
 		}
@@ -159,23 +160,33 @@ func (c *Cache) flush(ctx context.Context) bool {
 		_, _, ok := c.loadValue(ctx, c.cfg.prefix+"probe")
 		return ok
 	}
-	for _, w := range work {
-		r := c.writeStore(ctx, w)
-		if r.outcome == failed {
-			return false
+	for _, key := range keys {
+		for w := c.firstKept(key); w != nil; w = c.firstKept(key) {
+			if c.cfg.flushHook != nil {
+				c.cfg.flushHook(w.key)
+			}
+			r := c.writeStore(ctx, w)
+			if r.outcome == failed {
+				return false
+			}
+			c.mu.Lock()
+			// A removal kept or written meanwhile replaced the queue.
+			if q := c.pending[key]; len(q) > 0 && q[0] == w {
+				if len(q) == 1 {
+					delete(c.pending, key)
+					c.npending.Store(int64(len(c.pending)))
+				} else {
+					c.pending[key] = q[1:]
+				}
+			}
+			c.mu.Unlock()
+			// Every client re-reads the partition at its next Replace; what
+			// they write meanwhile is based on the generation just written.
+			c.views.Range(func(_, v any) bool {
+				v.(*view).writtenBack(w.key, r)
+				return true
+			})
 		}
-		c.mu.Lock()
-		if c.pending[w.key] == w {
-			delete(c.pending, w.key)
-			c.npending.Store(int64(len(c.pending)))
-		}
-		c.mu.Unlock()
-		// Every client re-reads the partition at its next Replace; what
-		// they write meanwhile is based on the generation just written.
-		c.views.Range(func(_, v any) bool {
-			v.(*view).writtenBack(w.key, r)
-			return true
-		})
 	}
 	c.mu.Lock()
 	left, down := len(c.pending), c.down || c.logged
@@ -185,4 +196,14 @@ func (c *Cache) flush(ctx context.Context) bool {
 		return ok
 	}
 	return left == 0
+}
+
+// firstKept returns the oldest write kept for key (nil: none).
+func (c *Cache) firstKept(key string) *pendingWrite {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if q := c.pending[key]; len(q) > 0 {
+		return q[0]
+	}
+	return nil
 }

@@ -21,7 +21,7 @@
 #   PEER_PAUSE   wait 0 to this many ms between writes (default 0)
 #   PEER_TURN    take turns with another writer: before write i > 0, wait
 #                (at most 60 s) for the file "<PEER_TURN>.other.<i-1>"; after
-#                write i, create "<PEER_TURN>.py.<i>"
+#                write i, create "<PEER_TURN>.peer.<i>"
 #
 # "write" prints one JSON report on stdout. Each write is one token response
 # handed to TokenCache.add, as MSAL Python's acquire_token_* do: it stores an
@@ -282,7 +282,7 @@ def write(path, wid, count):
         except Exception as e:  # what the app's acquire_token_* would raise
             report["errors"].append("write %d: %s: %s" % (i, type(e).__name__, e))
         if turn:
-            open("%s.py.%d" % (turn, i), "w").close()
+            open("%s.peer.%d" % (turn, i), "w").close()
     report["writes"] = len(report["written"])
     report["ms"] = int((time.monotonic() - start) * 1000)
     sys.stdout.write(json.dumps(report) + "\n")

@@ -22,7 +22,6 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 
 	"github.com/msalcache/msalcache"
-	"github.com/msalcache/msalcache/internal/coarsefs"
 	"github.com/msalcache/msalcache/internal/fakeidp"
 	"github.com/msalcache/msalcache/internal/testdir"
 )
@@ -393,89 +392,4 @@ func (p pyPeer) write(t testing.TB, path, id string, count int) report {
 		t.Fatalf("python write %s failed: %s", id, rep.Errors[0])
 	}
 	return rep
-}
-
-// TestPythonPingPong: pingPong in the test's temporary directory.
-func TestPythonPingPong(t *testing.T) {
-	pingPong(t, requirePython(t), testdir.New(t))
-}
-
-// TestPythonPingPongCoarse: pingPong on file systems with coarse
-// timestamps, in a mount namespace of the test's own: ext2 as mkfs.ext2
-// makes it, stamped from the kernel's coarse clock (a tick behind the wall
-// clock), and ext2 with whole seconds.
-func TestPythonPingPongCoarse(t *testing.T) {
-	py := requirePython(t)
-	if coarsefs.InNamespace(t, "TestPythonPingPongCoarse") {
-		for _, g := range []coarsefs.Grain{coarsefs.Tick, coarsefs.Second} {
-			t.Run(g.String(), func(t *testing.T) { pingPong(t, py, coarsefs.Dir(t, g)) })
-		}
-	}
-}
-
-// pingPong: MSAL Python and a msalcache Cache take turns on one file, each
-// adding one access token per turn, 120 turns each, every turn right after
-// the other's, as two apps of one user signing in one after the other do.
-// Each Python write (TokenCache.add: three rounds of lock, reload, save)
-// reloads the file only if its mtime is later than the wall clock Python
-// read after its own last save; msalcache writes within milliseconds of
-// that save, so its file must carry an mtime past that reading, or Python
-// skips the reload and its save drops msalcache's entry. Every entry of
-// both writers must be in the final file, and Python must never have
-// skipped a reload of a changed file.
-func pingPong(t *testing.T, py pyPeer, dir string) {
-	const turns = 120
-	path := filepath.Join(dir, "msal.cache")
-	turn := filepath.Join(dir, "turn")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := msalcache.New(path, msalcache.WithPlaintext())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() }) // before the file system is unmounted
-	pr := startProc(t, "python write", py.cmd([]string{"PEER_TURN=" + turn}, "write", path, "p", strconv.Itoa(turns)))
-	target := &jsonTarget{}
-	for i := range turns {
-		// At once: the sooner after Python's save, the likelier one tick.
-		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Microsecond) {
-			if _, err := os.Stat(fmt.Sprintf("%s.py.%d", turn, i)); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("python write %d did not end within 60 s", i)
-			}
-		}
-		if err := goWrite(ctx, c, target, "g", i); err != nil {
-			t.Fatalf("msalcache write %d: %v", i, err)
-		}
-		if err := os.WriteFile(fmt.Sprintf("%s.other.%d", turn, i), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pr.wait(60 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := parseReport(pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Errors) > 0 || rep.Writes != turns || rep.GaveUp > 0 {
-		t.Fatalf("python: %d writes, %d gave up waiting for the lock, errors %v; want %d writes, all under the lock", rep.Writes, rep.GaveUp, rep.Errors, turns)
-	}
-	final := readMSAL(t, path).section("AccessToken")
-	lostGo, lostPy := 0, 0
-	for i := range turns {
-		if _, ok := final[goKey("g", i)]; !ok {
-			lostGo++
-		}
-		if _, ok := final[goKey("p", i)]; !ok {
-			lostPy++
-		}
-	}
-	t.Logf("%d of %d msalcache entries and %d of %d Python entries lost; Python skipped the reload of a changed file %d times (that file's mtime up to %dµs before Python's clock reading after its last save; %d times a file msalcache stamped)",
-		lostGo, turns, lostPy, turns, rep.ReloadsMissed, rep.MissedByUs, rep.ReloadsMissedStamped)
-	if lostGo > 0 || lostPy > 0 || rep.ReloadsMissed > 0 {
-		t.Errorf("%d of %d msalcache entries and %d of %d Python entries lost; Python skipped the reload of a changed file %d times", lostGo, turns, lostPy, turns, rep.ReloadsMissed)
-	}
 }
