@@ -180,12 +180,11 @@ func (c *Cache) flush(ctx context.Context) bool {
 				}
 			}
 			c.mu.Unlock()
-			// Every client re-reads the partition at its next Replace; what
-			// they write meanwhile is based on the generation just written.
-			c.views.Range(func(_, v any) bool {
-				v.(*view).writtenBack(w.key, r)
-				return true
-			})
+			// No client's view needs to be told: a write that changed the
+			// store invalidated the key in the layer (so every view's copy
+			// of it is stale), a client that was handed the kept write reads
+			// the partition again (that copy was never the store's), and
+			// without the layer every Replace asks the store.
 		}
 	}
 	c.mu.Lock()

@@ -375,19 +375,3 @@ func (v *view) memoOf(key string) map[string]string {
 	}
 	return nil
 }
-
-// writtenBack records the outcome of a write kept during an outage: the
-// partition is read again at its next Replace, and a write made before that
-// is based on the generation the write-back found or made.
-func (v *view) writtenBack(key string, r writeResult) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	p := v.parts[key]
-	if p == nil {
-		return
-	}
-	p.synced = false
-	if r.outcome == written {
-		p.gen = r.gen
-	}
-}
