@@ -108,7 +108,7 @@ type Stats struct {
 	Errors        int64 // store calls that failed
 	Invalidations int64 // notices from the store that a partition changed elsewhere
 	Unmarshals    int64 // times MSAL's memory was replaced
-	Dropped       int64 // writes dropped because their partition was removed after they began
+	Dropped       int64 // writes dropped because their partition was removed after they began (and sign-outs kept during an outage, dropped because the user signed in again after them)
 	Rejected      int64 // stored blobs that did not decrypt or parse (each one also a miss)
 	Withheld      int64 // writes not made: the stored partition is sealed with a key this Cache lacks, or in a newer format (see Key rotation)
 	Emptied       int64 // times the store was found to have lost its data (see the package doc)
