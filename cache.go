@@ -244,9 +244,14 @@ func (c *Cache) setView(id unsafe.Pointer, snap *msaljson.Snapshot, clears uint6
 // since it last synced wins, every other entry is the file's. It writes the
 // result atomically if it differs from the file. An object this Cache has
 // no view of (one that never synced, or that is not a pointer) changes no
-// entry the file holds; it only adds those the file lacks. An object that
-// synced before a Clear of this Cache changes nothing: Clear signed its
-// accounts out.
+// entry the file holds; it only adds those the file lacks. If it holds an
+// entry the file holds with another value, the Cache cannot tell a change
+// from a stale copy: the file's value stays, the entries the file lacked
+// are written all the same, and Export returns an error that says how many
+// entries, in which sections, were not written (never nil while the
+// caller's value of an entry is not in the file). An object that synced
+// before a Clear of this Cache changes nothing: Clear signed its accounts
+// out.
 func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHints) error {
 	if c.closed.Load() {
 		return closedError("saving")
@@ -285,6 +290,7 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 		clears := c.clears
 		c.mu.Unlock()
 		var merged *msaljson.Snapshot
+		var left unwritten
 		switch {
 		case known && base.clears == clears:
 			merged = msaljson.Merge(base.snap, ours, st.snap)
@@ -292,11 +298,15 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, _ cache.ExportHin
 			merged = st.snap // m synced before a Clear: nothing it held comes back
 		default:
 			merged = msaljson.Merge(fileWins(ours, st.snap), ours, st.snap)
+			left = differing(ours, st.snap)
 		}
 		if !merged.Equal(st.snap) || st.upgrade {
 			if st, err = c.write(ctx, st, merged); err != nil {
 				return fmt.Errorf("%s: %w", c.file.Path(), err)
 			}
+		}
+		if err := left.error(); err != nil {
+			return err // no view: m holds what was not written
 		}
 		if merged.Equal(ours) {
 			c.setView(id, st.snap, clears)

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 	"github.com/zalando/go-keyring"
 
+	"github.com/msalcache/msalcache/internal/coarsefs"
 	"github.com/msalcache/msalcache/internal/testdir"
 	"github.com/msalcache/msalcache/persistence"
 )
@@ -192,48 +191,8 @@ func TestClearKeepsKey(t *testing.T) {
 	}
 }
 
-// coarseDir returns a directory on a file system whose timestamps have a
-// resolution of one second (ext2 with 128-byte inodes, loop-mounted), as on
-// the file systems where a rewrite in place can leave size, mtime and inode
-// as they were. It needs root; it unmounts when t ends. Call it only in a
-// mount namespace of the test's own.
-func coarseDir(t *testing.T) string {
-	t.Helper()
-	requireMountTools(t)
-	work := t.TempDir()
-	img, dir := filepath.Join(work, "ext2.img"), filepath.Join(work, "mnt")
-	run := func(name string, args ...string) {
-		t.Helper()
-		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-		}
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	run("truncate", "-s", "16M", img)
-	run("mkfs.ext2", "-q", "-F", "-I", "128", img) // 128-byte inodes: timestamps in whole seconds
-	run("mount", "-o", "loop", img, dir)
-	t.Cleanup(func() {
-		var out []byte
-		var err error
-		for range 50 {
-			if out, err = exec.Command("umount", dir).CombinedOutput(); err == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Errorf("umount %s: %v\n%s", dir, err, out)
-		exec.Command("umount", "-l", dir).Run()
-	})
-	if err := os.Chmod(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// envInNamespace marks the child of TestMergeAgainstDiskNowCoarse that runs
-// in a mount namespace of its own.
+// envInNamespace marks the child of a test that runs in a mount namespace
+// of its own.
 const envInNamespace = "MSALCACHE_TEST_MOUNT_NAMESPACE"
 
 // TestMergeAgainstDiskNowCoarse: checkMergeAgainstDiskNow on a file system
@@ -242,39 +201,8 @@ const envInNamespace = "MSALCACHE_TEST_MOUNT_NAMESPACE"
 // child in a private mount namespace, which mounts the file system: when
 // the child ends, however it ends, the mount goes with its namespace.
 func TestMergeAgainstDiskNowCoarse(t *testing.T) {
-	if os.Getenv(envInNamespace) == "1" {
-		checkMergeAgainstDiskNow(t, coarseDir(t), false)
-		return
-	}
-	requireMountTools(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMergeAgainstDiskNowCoarse$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), envInNamespace+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS} // Go makes its mounts private
-	out, err := cmd.CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestMergeAgainstDiskNowCoarse")) {
-		t.Fatalf("in a mount namespace of its own: %v\n%s", err, out)
-	}
-}
-
-// requireMountTools skips (or, where the test command promises every
-// service, fails) a test that needs to loop-mount a file system.
-func requireMountTools(t *testing.T) {
-	t.Helper()
-	var missing string
-	if os.Geteuid() != 0 {
-		missing = "root (to loop-mount a file system)"
-	}
-	for _, tool := range []string{"mkfs.ext2", "mount", "umount", "truncate"} {
-		if _, err := exec.LookPath(tool); err != nil && missing == "" {
-			missing = tool + " (packages e2fsprogs, mount, coreutils)"
-		}
-	}
-	if missing != "" {
-		msg := "a coarse-timestamp file system needs " + missing
-		if os.Getenv("MSALCACHE_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+	if coarsefs.InNamespace(t, "TestMergeAgainstDiskNowCoarse") {
+		checkMergeAgainstDiskNow(t, coarsefs.Dir(t, coarsefs.Second), false)
 	}
 }
 

@@ -86,8 +86,10 @@
 // MSAL's cache objects are pointers, and a Cache remembers per object (held
 // weakly: clients that are gone are forgotten) what it last handed over,
 // which is the base of the merge. A Marshaler that is not a pointer works
-// too, but without that memory: the file wins every conflict, and only the
-// entries the file lacks are added.
+// too, but without that memory (as does a pointer never passed to Replace
+// or Export of this Cache): the file wins every conflict, only the entries
+// the file lacks are added, and an Export that holds an entry with another
+// value than the file's returns an error that says it was not written.
 //
 // What is promised is atomicity, not durability of the last write: after a
 // power cut the file holds a complete earlier or later state. On network file

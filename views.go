@@ -1,7 +1,11 @@
 package msalcache
 
 import (
+	"fmt"
+	"maps"
 	"reflect"
+	"slices"
+	"strings"
 	"unsafe"
 	"weak"
 
@@ -108,4 +112,53 @@ func fileWins(ours, theirs *msaljson.Snapshot) *msaljson.Snapshot {
 		}
 	}
 	return base
+}
+
+// unwritten describes what an Export of an object this Cache has no view
+// of could not write: its entries (and top-level values) that the file
+// holds with another value. Without a record of what the object held
+// before, the Cache cannot tell a change the caller made from a stale
+// copy, so the file's stand.
+type unwritten struct {
+	n         int
+	perSource map[string]int // by section name; "" for top-level values
+}
+
+// differing returns what ours holds with another value than theirs.
+func differing(ours, theirs *msaljson.Snapshot) unwritten {
+	u := unwritten{perSource: map[string]int{}}
+	for name, value := range ours.Scalars {
+		if v, ok := theirs.Scalars[name]; ok && v != value {
+			u.n++
+			u.perSource[""]++
+		}
+	}
+	for name, section := range ours.Sections {
+		for key, value := range section {
+			if v, ok := theirs.Sections[name][key]; ok && v != value {
+				u.n++
+				u.perSource[name]++
+			}
+		}
+	}
+	return u
+}
+
+// error is the error an Export returns for u, or nil if nothing was left
+// unwritten. It names sections and counts, never keys or values.
+func (u unwritten) error() error {
+	if u.n == 0 {
+		return nil
+	}
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(u.perSource)) {
+		if name != "" {
+			parts = append(parts, fmt.Sprintf("%s: %d", name, u.perSource[name]))
+		}
+	}
+	if n := u.perSource[""]; n > 0 {
+		parts = append(parts, fmt.Sprintf("top-level values: %d", n))
+	}
+	return fmt.Errorf("%d entries of the exported cache (%s) were not written: the file holds them with other values, and this Cache cannot tell whether the exported ones are newer or stale, because it has no record of what this cache object held before (it is not a pointer, or it was never passed to Replace or Export of this Cache); the file keeps its values, and only the entries it lacked were added. Export MSAL's cache object itself, after a Replace of this Cache, as MSAL Go does",
+		u.n, strings.Join(parts, ", "))
 }

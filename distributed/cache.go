@@ -13,9 +13,11 @@ import (
 	"github.com/msalcache/msalcache/internal/seal"
 )
 
-// ErrUnavailable is returned by RemovePartition when the store cannot be
-// reached: the partition is removed from this process at once and from the
-// store when it returns.
+// ErrUnavailable means the store cannot be reached. A store may wrap it
+// (redisstore does while its server is down); Close's error wraps it when
+// writes kept during an outage (sign-ins, refreshed tokens, sign-outs)
+// could not be written. RemovePartition does not return it: a sign-out the
+// store cannot take is kept, like any write.
 var ErrUnavailable = errors.New("distributed: the store is unavailable")
 
 // Working set defaults (see view).
@@ -35,6 +37,7 @@ const (
 	probeMax     = 200 * time.Millisecond // bound of a Replace's probe: a store that is back answers sooner
 	viewIdle     = 5 * time.Minute        // a view unused this long may be dropped
 	viewsToSweep = 64                     // ... once there are more views than this
+	viewsPerNew  = 4                      // views the sweep looks at per new view
 )
 
 // Cache is a cache.ExportReplace for confidential.WithCache that keeps one
@@ -52,37 +55,45 @@ type Cache struct {
 	log      *slog.Logger
 	st       counters
 	metrics  *metrics // nil: no MeterProvider
+	causes   causes   // of stored values this Cache cannot read, logged (see rejected)
 
 	views sync.Map // cache.Unmarshaler or cache.Marshaler (the MSAL manager) -> *view
 
 	mu      sync.Mutex
-	pending map[string]*pendingWrite // by partition key, during an outage
-	down    bool                     // the store failed and has not answered since
-	logged  bool                     // the outage was logged and its end was not
-	refused bool                     // a write failed, and none was taken since
-	downAt  time.Time                // when logged became true
-	used    bool                     // a store call succeeded once
-	probing chan struct{}            // closed when the Replace probing the store is done; nil: none
-	probed  time.Time                // when a Replace's probe last failed
+	pending map[string]keptWrites // by partition key, during an outage
+	down    bool                  // the store failed and has not answered since
+	logged  bool                  // the outage was logged and its end was not
+	refused bool                  // a write failed, and none was taken since
+	downAt  time.Time             // when logged became true
+	used    bool                  // a store call succeeded once
+	probing chan struct{}         // closed when the Replace probing the store is done; nil: none
+	probed  time.Time             // when a Replace's probe last failed
 	closed  bool
-	nviews  int
+	swept   []viewEntry   // every view, in the order the sweep visits them
+	sweepAt int           // the next view the sweep looks at
+	writing int           // Export and RemovePartition calls in progress (see beginWrite)
+	idle    chan struct{} // closed when writing drops to 0; nil unless Close waits for it
+	sealed  bool          // Close's last flush took the kept writes: none can be kept any more
 
 	isClosed atomic.Bool   // closed, for the hot path
+	npending atomic.Int64  // len(pending), for the hot path; written under mu
 	recheck  atomic.Bool   // the store's connection was lost or renewed: the write-back asks it (see verify)
 	markDue  atomic.Bool   // the write-back checks the store's marker (see checkMarker)
 	failures atomic.Uint64 // store failures recorded so far (see recover)
 	marker   marker        // the store's marker as last seen; only the write-back goroutine
 	marks    bool          // the store may lose its data: the marker is kept (not the memory store)
 
-	wake chan struct{}
-	quit chan struct{}
-	done chan struct{}
+	wake   chan struct{}
+	quit   chan struct{}
+	done   chan struct{}
+	bg     context.Context // the write-back's store calls; Close cancels it
+	stopBG context.CancelFunc
 }
 
 type counters struct {
 	l1Hits, memHits, storeReads, misses, writes, conflicts atomic.Int64
 	errors, invalidations, unmarshals, dropped, rejected   atomic.Int64
-	storeHits, emptied                                     atomic.Int64
+	storeHits, emptied, withheld                           atomic.Int64
 }
 
 // Stats are the Cache's counters since New.
@@ -97,8 +108,9 @@ type Stats struct {
 	Errors        int64 // store calls that failed
 	Invalidations int64 // notices from the store that a partition changed elsewhere
 	Unmarshals    int64 // times MSAL's memory was replaced
-	Dropped       int64 // writes dropped because their partition was removed after they began
+	Dropped       int64 // writes dropped because their partition was removed after they began (and sign-outs kept during an outage, dropped because the user signed in again after them)
 	Rejected      int64 // stored blobs that did not decrypt or parse (each one also a miss)
+	Withheld      int64 // writes not made: the stored partition is sealed with a key this Cache lacks, or in a newer format (see Key rotation)
 	Emptied       int64 // times the store was found to have lost its data (see the package doc)
 	Bytes         int64 // bytes held by the in-process layer now
 	Pending       int   // writes kept for the store's return
@@ -127,11 +139,12 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		cfg:     cfg,
 		keys:    keys,
 		log:     cfg.logger,
-		pending: map[string]*pendingWrite{},
+		pending: map[string]keptWrites{},
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	c.bg, c.stopBG = context.WithCancel(context.Background())
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -196,26 +209,45 @@ func (c *Cache) view(m any) (*view, error) {
 	if v, ok := c.views.Load(m); ok {
 		return v.(*view), nil
 	}
-	if c.nviews >= viewsToSweep {
-		c.sweepViewsLocked()
-	}
+	c.sweepViewsLocked()
 	v := newView(c.cfg.viewMax, c.cfg.viewGrace)
 	c.views.Store(m, v)
-	c.nviews++
+	c.swept = append(c.swept, viewEntry{m, v})
 	return v, nil
 }
 
+// A viewEntry is a view and the MSAL manager it is for.
+type viewEntry struct {
+	m any
+	v *view
+}
+
 // sweepViewsLocked drops views that have not been used for a while: those
-// of clients that were made per request or per user and are gone.
+// of clients that were made per request or per user and are gone. It looks
+// at viewsPerNew views, going round, so a new client costs the same however
+// many views there are, and a view idle for viewIdle is dropped within a
+// round (as many new views as a quarter of the views), so there are at
+// most about a third more views than clients used within viewIdle.
 func (c *Cache) sweepViewsLocked() {
+	if len(c.swept) < viewsToSweep {
+		return
+	}
 	old := c.cfg.now().Add(-viewIdle)
-	c.views.Range(func(m, v any) bool {
-		if v.(*view).idleSince(old) {
-			c.views.Delete(m)
-			c.nviews--
+	for range viewsPerNew {
+		if c.sweepAt >= len(c.swept) {
+			c.sweepAt = 0
 		}
-		return true
-	})
+		e := c.swept[c.sweepAt]
+		if !e.v.idleSince(old) {
+			c.sweepAt++
+			continue
+		}
+		c.views.Delete(e.m)
+		last := len(c.swept) - 1
+		c.swept[c.sweepAt] = c.swept[last]
+		c.swept[last] = viewEntry{}
+		c.swept = c.swept[:last]
+	}
 }
 
 // Stats returns the counters.
@@ -232,6 +264,7 @@ func (c *Cache) Stats() Stats {
 		Unmarshals:    c.st.unmarshals.Load(),
 		Dropped:       c.st.dropped.Load(),
 		Rejected:      c.st.rejected.Load(),
+		Withheld:      c.st.withheld.Load(),
 		StoreHits:     c.st.storeHits.Load(),
 		Emptied:       c.st.emptied.Load(),
 	}
@@ -245,11 +278,15 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
-// Close stops the write-back, tries once more (within the timeout) to write
-// what was kept during an outage, and reports what could not be written.
-// It does not close the store. A second Close returns nil and does
-// nothing; other calls after Close return ErrClosed (which wraps
-// net.ErrClosed).
+// Close stops the write-back, waits for the writes in progress (Export,
+// RemovePartition) to end, tries once more to write what was kept during an
+// outage, and reports what could not be written. Each of the two waits is
+// bounded by the timeout (WithTimeout), so Close returns within about twice
+// the timeout. A write still in progress after the first wait that the
+// store does not take is not kept: its Export or RemovePartition returns an
+// error wrapping ErrClosed and ErrUnavailable. Close does not close the
+// store. A second Close returns nil and does nothing; other calls after
+// Close return ErrClosed (which wraps net.ErrClosed).
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -258,14 +295,38 @@ func (c *Cache) Close() error {
 	}
 	c.closed = true
 	c.isClosed.Store(true)
+	if c.writing > 0 {
+		c.idle = make(chan struct{})
+	}
+	idle := c.idle
 	c.mu.Unlock()
+	// The write-back stops at once: its store calls end with its ctx.
+	c.stopBG()
 	close(c.quit)
-	<-c.done
+	wait, cancel := context.WithTimeout(context.Background(), c.cfg.timeout)
+	defer cancel()
+	if idle != nil {
+		// Each store call of a write in progress is bounded by the
+		// timeout: what the write keeps is written below.
+		select {
+		case <-idle:
+		case <-wait.Done():
+			c.log.Warn("distributed: Close: writes still in progress after the timeout; those the store does not take are reported to their callers")
+		}
+	}
+	select {
+	case <-c.done:
+	case <-wait.Done():
+		c.log.Warn("distributed: Close: the write-back did not stop within the timeout")
+	}
 	if err := c.metrics.close(); err != nil {
 		c.log.Debug("distributed: unregistering the metrics", "err", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.timeout)
-	defer cancel()
+	ctx, cancelFlush := context.WithTimeout(context.Background(), c.cfg.timeout)
+	defer cancelFlush()
+	c.mu.Lock()
+	c.sealed = true // keep refuses from now on: nothing would write it
+	c.mu.Unlock()
 	if !c.flush(ctx) {
 		c.mu.Lock()
 		n := len(c.pending)
@@ -275,4 +336,24 @@ func (c *Cache) Close() error {
 		}
 	}
 	return nil
+}
+
+// beginWrite counts an Export or RemovePartition in progress, for Close to
+// wait for; the caller calls end when it is done. It fails after Close.
+func (c *Cache) beginWrite() (end func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	c.writing++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.writing--
+		if c.writing == 0 && c.idle != nil {
+			close(c.idle)
+			c.idle = nil
+		}
+	}, nil
 }

@@ -39,7 +39,7 @@ func (m *manager) Unmarshal(b []byte) error {
 	return nil
 }
 
-func (m *manager) snapshot(t *testing.T) *msaljson.Snapshot {
+func (m *manager) snapshot(t testing.TB) *msaljson.Snapshot {
 	t.Helper()
 	b, _ := m.Marshal()
 	s, err := msaljson.Parse(b, nil)
@@ -51,7 +51,7 @@ func (m *manager) snapshot(t *testing.T) *msaljson.Snapshot {
 
 // add puts an access token for home account id into m, as MSAL's Write
 // would, with the app's metadata.
-func (m *manager) add(t *testing.T, home, name string) {
+func (m *manager) add(t testing.TB, home, name string) {
 	t.Helper()
 	s := m.snapshot(t)
 	var top map[string]map[string]any

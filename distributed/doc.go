@@ -46,7 +46,15 @@
 //     set: the union of the partitions the client used recently. A
 //     partition is dropped from it only when the set is full and the
 //     partition has not been used for two seconds, so a concurrent reader
-//     always finds its tokens.
+//     always finds its tokens. A partition counts as used when Replace hands
+//     it to MSAL (after a load, however long the load took), including when
+//     MSAL is served from its memory during an outage. A client made per
+//     request costs the same whatever the number of clients made before
+//     (the state kept for a client unused for five minutes is dropped a
+//     little at a time, as new clients come). If MSAL rejects the working
+//     set (Unmarshal fails), it is offered again after a wait that doubles
+//     from 100 ms to a minute (MSAL's on-behalf-of store rejects every
+//     one: see below).
 //   - Isolation. What is stored for a partition is computed from each entry
 //     of MSAL's memory: tokens, ID tokens and accounts with that
 //     home_account_id; app tokens with client_id and realm (and
@@ -66,13 +74,28 @@
 //     store's notice arrives. Decoded partitions of other clients are kept
 //     in an in-process layer bounded in bytes (WithL1).
 //   - Sign-out. RemovePartition stores a tombstone with a new generation
-//     for the TTL: every process drops the partition from MSAL's memory at
-//     its next Replace, a write that began before the removal (a merge
-//     based on the old generation, a write kept during an outage) is
-//     dropped, and so is a write into the partition within 35 seconds after
-//     the client last read it alive: a token refresh that was in flight
-//     (MSAL gives a token request 30 seconds). A user who signs in again
-//     on the same client within that time is asked to sign in once more.
+//     for the TTL, stamped with when it was called: every process drops
+//     the partition from MSAL's memory at its next Replace. A sign-out is
+//     undone only by a write whose request began after it: a sign-in after
+//     it is stored at once (on any replica, and seen by the others as soon
+//     as the store's notice arrives), while a token refresh that was in
+//     flight across it (it read the partition before the sign-out and got
+//     its answer after), a write kept during an outage that began before
+//     it, and a write based on the old generation are dropped. The Cache
+//     tells requests apart by their ctx (ctx.Done(): one per net/http
+//     request), so pass the request's context (r.Context()) to MSAL's calls
+//     and to RemovePartition. A ctx without Done (context.Background) gets
+//     a conservative rule: a write through it into a partition that client
+//     read alive within the last 35 seconds (MSAL gives a token request 30
+//     seconds) is taken as a refresh begun before the sign-out and
+//     dropped, so a user who signs in again that way within that time is
+//     asked to sign in once more. Within a process, a refresh across a
+//     sign-out is recognized without a clock; across replicas (and for
+//     writes kept during an outage) the order is decided by wall-clock
+//     times, so the replicas' clocks must agree to well within the time a
+//     sign-out and the next sign-in take (seconds; NTP keeps them within
+//     milliseconds). Removing an app-token partition (a daemon's) only
+//     makes the next call get a new token: no write into it is dropped.
 //   - Expiry. A partition expires when no process has used it for the TTL
 //     (WithTTL, default 24 hours; reads renew it at most every quarter of
 //     the TTL). An app-token partition expires with its last access token.
@@ -80,7 +103,11 @@
 //     (WithTimeout, default 2 s), MSAL is served from its memory (warm users
 //     keep getting tokens), writes are kept in the process and written back
 //     (merged) when the store answers again, which the Cache probes for in
-//     the background, several times a second. A Replace of a partition MSAL
+//     the background, several times a second. A write kept is what the
+//     process's clients read for that partition until it is written back:
+//     no older copy (in the in-process layer, or a client's memory) hides
+//     it. Users served during the outage keep their place in a full
+//     working set: a sign-in kept meanwhile evicts a user nobody asked for. A Replace of a partition MSAL
 //     does not hold (a user who signed in on another replica) still asks the
 //     store, so such a user is served as soon as the store answers again.
 //     While the store is out, such a call asks it at most about once a
@@ -94,24 +121,60 @@
 //     but its outage ends only when it takes a kept write: until then the
 //     write-back retries a few times a second (jittered), not at once. While
 //     the store is out, changes made elsewhere to the partitions a client
-//     holds are not seen.
+//     holds are not seen. A sign-out (RemovePartition) during an outage
+//     removes the partition from this process at once, is kept, and
+//     returns nil. The writes kept for a partition are written back in the
+//     order they were made, each ordered with the sign-outs made elsewhere
+//     meanwhile by when it began (see Sign-out): a sign-in kept on a
+//     replica cut off does not undo a later sign-out on another, and a
+//     sign-out then a sign-in during one outage leave only the new
+//     sign-in's tokens. Close reports the kept writes it could not write.
 //   - A store that lost its data (see below) is the truth: users sign in
 //     again.
 //   - Security. With WithEncryptionKeys each blob is AES-256-GCM sealed,
 //     with the store key as additional data: a blob copied to another key
 //     does not open. A blob that does not open (other keys, tampered) is a
-//     miss and a warning; it is never handed to MSAL. Without keys, blobs
+//     miss and a warning; it is never handed to MSAL. A Cache without keys
+//     never takes a sealed blob for a partition or a sign-out: it is a
+//     miss too. Without keys, blobs
 //     are stored in clear: fine for NewMemoryStore, not for a shared Redis;
 //     New logs one warning for a store that says it is shared (Sharer:
 //     redisstore, pgstore) without keys. Nothing secret is logged, and
 //     nothing at all without WithLogger.
 //   - Key rotation. WithEncryptionKeys(new, old) seals with new and opens
-//     with both. Partitions are sealed again only when written, so before
-//     old is dropped, Reseal (or the command distributed/cmd/reseal)
-//     rewrites the rest through compare-and-set and counts what would be
-//     lost (sealed with an old key, or with none of the keys). It lists the
-//     keys through the optional Scanner interface, which every store of
-//     this module implements.
+//     with both. In a rolling deploy replicas run with two lists for a
+//     while, so rotate in four steps, each deployed on every replica
+//     before the next begins: [old, new] (still seals with old, already
+//     opens new); then [new, old] (seals with new, which every replica
+//     opens since the first step); then Reseal (or the command
+//     distributed/cmd/reseal), which rewrites what is still sealed with
+//     old through compare-and-set and counts what dropping old would cost
+//     (a DryRun must count no partition sealed with an old key); then
+//     [new]. Reseal lists the keys through the optional Scanner interface,
+//     which every store of this module implements.
+//   - A replica never overwrites what it cannot read. Skipping the first
+//     step leaves replicas on [old] beside replicas on [new, old]; dropping
+//     old before Reseal leaves partitions only old opens; a Cache without
+//     keys beside Caches with them, or a release rolled back beside a
+//     newer one that writes a newer record format, is the same. A replica
+//     that finds a partition sealed with a key it lacks (or sealed, when
+//     it has no keys), or in a newer format, reads it as empty (the user
+//     signs in again on that replica) and never writes over it: its write
+//     is withheld, not stored and not kept for later (Stats.Withheld,
+//     Stats.Rejected), and it logs one warning per cause (a key id, a
+//     format) with the remedy: the same key list, and release, on every
+//     replica. So a wrong sequence costs sign-ins on the replicas that lag,
+//     never a stored token, and never brings a signed-out user back. A
+//     sign-out (RemovePartition) is written over such a partition all the
+//     same: it drops only what the user asked to drop. A value that is
+//     damaged under a key the Cache holds (tampered, or copied from another
+//     store key), or that is no partition record at all, is different: the
+//     next write replaces it, which is how such a partition heals. Turning
+//     encryption on is not a rolling change: a Cache with keys does not
+//     trust a record in clear (whoever can write to the store could have
+//     written it), reads it as empty and replaces it at its next write,
+//     while Caches without keys leave sealed ones alone, so users sign in
+//     again.
 //
 // # What MSAL Go v1.10 lets a cache do, and what it does not
 //
@@ -232,6 +295,7 @@
 //	msalcache.distributed.conflicts       counter   {conflict}     compare-and-set refusals (merged, retried)
 //	msalcache.distributed.dropped_writes  counter   {write}        writes dropped: their partition was removed
 //	msalcache.distributed.rejected        counter   {partition}    stored partitions that did not decrypt or parse
+//	msalcache.distributed.withheld_writes counter   {write}        writes not made over a partition this process cannot read
 //	msalcache.distributed.invalidations   counter   {invalidation} notices of changes made elsewhere
 //	msalcache.distributed.store.errors    counter   {error}        store calls that failed
 //	msalcache.distributed.store.emptied   counter   {event}        the store was found to have lost its data (below)
@@ -246,8 +310,14 @@
 // clients. It never holds a lock across a store call; a lock of one client's
 // working set is held while MSAL's memory is replaced (an in-memory
 // operation), so that the Cache knows what MSAL holds. Close stops the
-// background write-back after one more attempt; it does not close the
-// store, which its opener closes after the Cache. Close is idempotent, on
+// background write-back, waits for the Export and RemovePartition calls in
+// progress (within the timeout), writes back what was kept (within the
+// timeout again) and returns an error wrapping ErrUnavailable if some of it
+// could not be stored. A write still in progress after Close's wait that
+// the store does not take is reported to its caller: its Export (or
+// RemovePartition) returns an error wrapping ErrClosed and ErrUnavailable,
+// never nil. Close does not close the store, which its opener closes after
+// the Cache. Close is idempotent, on
 // the Cache and on every Store of this module: a second call returns nil
 // and does nothing; other calls after Close return ErrClosed, which wraps
 // net.ErrClosed.

@@ -69,6 +69,7 @@ func newMetrics(c *Cache, mp metric.MeterProvider, store Store) (*metrics, Store
 	conflicts := counter("msalcache.distributed.conflicts", "{conflict}", "Writes refused by the store's compare-and-set, retried after a merge.")
 	dropped := counter("msalcache.distributed.dropped_writes", "{write}", "Writes dropped because their partition was removed after they began.")
 	rejected := counter("msalcache.distributed.rejected", "{partition}", "Stored partitions that did not decrypt or parse.")
+	withheld := counter("msalcache.distributed.withheld_writes", "{write}", "Writes not made because the stored partition is sealed with a key this process lacks, or in a newer format: left for the replicas that can read it.")
 	invalidations := counter("msalcache.distributed.invalidations", "{invalidation}", "Notices from the store that a partition changed elsewhere.")
 	errorsC := counter("msalcache.distributed.store.errors", "{error}", "Store calls that failed.")
 	emptied := counter("msalcache.distributed.store.emptied", "{event}", "Times the store was found to have lost its data (a restart without persistence, a flush).")
@@ -93,6 +94,7 @@ func newMetrics(c *Cache, mp metric.MeterProvider, store Store) (*metrics, Store
 		o.ObserveInt64(conflicts, s.Conflicts)
 		o.ObserveInt64(dropped, s.Dropped)
 		o.ObserveInt64(rejected, s.Rejected)
+		o.ObserveInt64(withheld, s.Withheld)
 		o.ObserveInt64(invalidations, s.Invalidations)
 		o.ObserveInt64(errorsC, s.Errors)
 		o.ObserveInt64(emptied, s.Emptied)
@@ -104,7 +106,7 @@ func newMetrics(c *Cache, mp metric.MeterProvider, store Store) (*metrics, Store
 		}
 		o.ObserveInt64(down, d)
 		return nil
-	}, hits, misses, writes, conflicts, dropped, rejected, invalidations, errorsC, emptied, pending, l1Bytes, down)
+	}, hits, misses, writes, conflicts, dropped, rejected, withheld, invalidations, errorsC, emptied, pending, l1Bytes, down)
 	if err != nil {
 		return nil, nil, err
 	}

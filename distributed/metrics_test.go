@@ -158,7 +158,7 @@ func TestMetrics(t *testing.T) {
 	r0 := read(t, reader)
 	for _, name := range []string{
 		"msalcache.distributed.misses", "msalcache.distributed.writes", "msalcache.distributed.conflicts",
-		"msalcache.distributed.dropped_writes", "msalcache.distributed.rejected", "msalcache.distributed.invalidations",
+		"msalcache.distributed.dropped_writes", "msalcache.distributed.rejected", "msalcache.distributed.withheld_writes", "msalcache.distributed.invalidations",
 		"msalcache.distributed.store.errors", "msalcache.distributed.store.emptied", "msalcache.distributed.pending_writes",
 		"msalcache.distributed.l1.size", "msalcache.distributed.store.down",
 	} {

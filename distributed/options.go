@@ -38,15 +38,17 @@ type config struct {
 
 	// Unexported knobs of the working set (see view), for tests.
 	viewMax   int
+	flushHook func(key string) // see withFlushHook
 	viewGrace time.Duration
 	now       func() time.Time
 }
 
 // WithEncryptionKeys seals every stored blob with AES-256-GCM, bound to its
 // store key. Each key is 32 bytes; the first one encrypts, all of them
-// decrypt, so keys can be rotated: deploy [new, old] everywhere, then
-// later [new]. Without keys, blobs are stored in clear (fine for
-// NewMemoryStore, not for a shared Redis).
+// decrypt, so keys can be rotated: deploy [old, new] everywhere, then
+// [new, old], then Reseal, then [new] (see the package doc). Without keys,
+// blobs are stored in clear (fine for NewMemoryStore, not for a shared
+// Redis).
 func WithEncryptionKeys(keys ...[]byte) Option {
 	return optionFunc(func(c *config) {
 		c.keys = nil
@@ -90,6 +92,13 @@ func withView(max int, grace time.Duration) Option {
 }
 
 func withClock(now func() time.Time) Option { return optionFunc(func(c *config) { c.now = now }) }
+
+// withFlushHook calls f with the partition key in the write-back after it
+// took a kept write and before it writes it: tests interleave other calls
+// there.
+func withFlushHook(f func(key string)) Option {
+	return optionFunc(func(c *config) { c.flushHook = f })
+}
 
 func (c *config) validate() (*seal.Keys, error) {
 	switch {

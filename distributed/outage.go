@@ -130,11 +130,11 @@ func (c *Cache) writeBack() {
 		case <-t.C:
 		}
 		if c.recheck.Swap(false) {
-			c.verify(context.Background())
+			c.verify(c.bg)
 		} else if c.markDue.Swap(false) {
-			c.checkMarker(context.Background())
+			c.checkMarker(c.bg)
 		}
-		if c.flush(context.Background()) {
+		if c.flush(c.bg) {
 			wait, backoff = retryMin, false
 			continue
 		}
@@ -143,15 +143,16 @@ func (c *Cache) writeBack() {
 	}
 }
 
-// flush writes the kept writes back. It reports whether nothing is left.
+// flush writes the kept writes back, each partition's in the order they
+// were made. It reports whether nothing is left.
 func (c *Cache) flush(ctx context.Context) bool {
 	c.mu.Lock()
-	down, work := c.down || c.logged, make([]*pendingWrite, 0, len(c.pending))
-	for _, w := range c.pending {
-		work = append(work, w)
+	down, keys := c.down || c.logged, make([]string, 0, len(c.pending))
+	for key := range c.pending {
+		keys = append(keys, key)
 	}
 	c.mu.Unlock()
-	if len(work) == 0 {
+	if len(keys) == 0 {
 		if !down {
 			return true
 		}
@@ -159,22 +160,32 @@ func (c *Cache) flush(ctx context.Context) bool {
 		_, _, ok := c.loadValue(ctx, c.cfg.prefix+"probe")
 		return ok
 	}
-	for _, w := range work {
-		r := c.writeStore(ctx, w)
-		if r.outcome == failed {
-			return false
+	for _, key := range keys {
+		for w := c.firstKept(key); w != nil; w = c.firstKept(key) {
+			if c.cfg.flushHook != nil {
+				c.cfg.flushHook(w.key)
+			}
+			r := c.writeStore(ctx, w)
+			if r.outcome == failed {
+				return false
+			}
+			c.mu.Lock()
+			// A removal kept or written meanwhile replaced the queue.
+			if q := c.pending[key]; len(q) > 0 && q[0] == w {
+				if len(q) == 1 {
+					delete(c.pending, key)
+					c.npending.Store(int64(len(c.pending)))
+				} else {
+					c.pending[key] = q[1:]
+				}
+			}
+			c.mu.Unlock()
+			// No client's view needs to be told: a write that changed the
+			// store invalidated the key in the layer (so every view's copy
+			// of it is stale), a client that was handed the kept write reads
+			// the partition again (that copy was never the store's), and
+			// without the layer every Replace asks the store.
 		}
-		c.mu.Lock()
-		if c.pending[w.key] == w {
-			delete(c.pending, w.key)
-		}
-		c.mu.Unlock()
-		// Every client re-reads the partition at its next Replace; what
-		// they write meanwhile is based on the generation just written.
-		c.views.Range(func(_, v any) bool {
-			v.(*view).writtenBack(w.key, r)
-			return true
-		})
 	}
 	c.mu.Lock()
 	left, down := len(c.pending), c.down || c.logged
@@ -184,4 +195,14 @@ func (c *Cache) flush(ctx context.Context) bool {
 		return ok
 	}
 	return left == 0
+}
+
+// firstKept returns the oldest write kept for key (nil: none).
+func (c *Cache) firstKept(key string) *pendingWrite {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if q := c.pending[key]; len(q) > 0 {
+		return q[0]
+	}
+	return nil
 }

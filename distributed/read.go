@@ -33,8 +33,25 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		return nil
 	}
 	now := c.cfg.now()
+	// What this request reads is at least as old as now: a load answered
+	// after a sign-out may hold what the store held before it.
+	rd := reader{ctx.Done(), now}
+	if c.npending.Load() > 0 {
+		// A write kept during an outage (or after a write that ran out of
+		// time) is newer than anything the store or the layer holds: MSAL
+		// holds it until the write-back. Checked first, so that no older
+		// copy hides it; free while nothing is kept.
+		if p := c.pendingFor(key); p != nil {
+			content := record{gen: p.baseGen, snap: p.ours}
+			if p.remove {
+				content = record{removed: true}
+			}
+			v.set(u, key, c.storeKey(key), 0, content, true, watch{}, rd, now, 0, c.unmarshaled)
+			return nil
+		}
+	}
 	if c.coherent {
-		if touch, ok := v.current(key, now, c.touchEvery(key)); ok {
+		if touch, ok := v.current(key, rd, now, c.touchEvery(key)); ok {
 			c.st.memHits.Add(1)
 			if touch {
 				c.touch(ctx, key, c.storeKey(key), v)
@@ -47,28 +64,19 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	if c.coherent {
 		if ver, rec, ok := c.l1.get(skey); ok {
 			c.st.l1Hits.Add(1)
-			if c.present(v, u, key, skey, ver, rec, w, now) {
+			if c.present(v, u, key, skey, ver, rec, w, rd, now) {
 				c.touch(ctx, key, skey, v)
 			}
 			return nil
 		}
 	}
-	if p := c.pendingFor(key); p != nil {
-		// Written by this process while the store was out: MSAL holds
-		// that until the write-back.
-		content := record{gen: p.baseGen, snap: p.ours}
-		if p.remove {
-			content = record{removed: true}
-		}
-		v.set(u, key, skey, 0, content, true, watch{}, now, 0, c.unmarshaled)
-		return nil
-	}
 	lctx, done := ctx, func() {}
 	if c.isDown() {
-		// The store is out: MSAL keeps what it holds. A partition it does
-		// not hold (a user who signed in elsewhere) is worth asking the
-		// store for: it may be back.
-		if v.hasEntries(key) {
+		// The store is out: MSAL keeps what it holds, and reads it now (so
+		// the working set keeps it: a served user is a used one). A
+		// partition it does not hold (a user who signed in elsewhere) is
+		// worth asking the store for: it may be back.
+		if v.served(key, rd, now) {
 			return nil
 		}
 		var ok bool
@@ -78,10 +86,14 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	}
 	value, ver, ok := c.loadValue(lctx, skey)
 	done()
+	// MSAL reads the partition after this returns: it is used from now,
+	// not from when the load began (a load may outlast the grace period).
+	now = c.cfg.now()
 	if !ok {
+		v.served(key, rd, now) // MSAL reads what it holds
 		return nil
 	}
-	if touch, ok := v.holds(key, ver, w, now, c.touchEvery(key)); ok {
+	if touch, ok := v.holds(key, ver, w, rd, now, c.touchEvery(key)); ok {
 		// The version MSAL holds: nothing to decode or replace.
 		c.st.memHits.Add(1)
 		if touch {
@@ -96,7 +108,7 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 	if c.coherent && !rec.removed {
 		c.l1.put(skey, ver, rec, w.stamp)
 	}
-	if c.present(v, u, key, skey, ver, rec, w, now) && ver != 0 {
+	if c.present(v, u, key, skey, ver, rec, w, rd, now) && ver != 0 {
 		c.touch(ctx, key, skey, v)
 	}
 	return nil
@@ -150,10 +162,10 @@ func (c *Cache) probe(ctx context.Context) (pctx context.Context, done func(), o
 }
 
 // present makes MSAL's memory hold rec (the store's version ver) for key,
-// and reports whether the partition's expiry is due to be renewed. w was
-// taken before rec was read.
-func (c *Cache) present(v *view, u cache.Unmarshaler, key, skey string, ver Version, rec record, w watch, now time.Time) bool {
-	return v.set(u, key, skey, ver, rec, false, w, now, c.touchEvery(key), c.unmarshaled)
+// read by rd, and reports whether the partition's expiry is
+// due to be renewed. w was taken before rec was read.
+func (c *Cache) present(v *view, u cache.Unmarshaler, key, skey string, ver Version, rec record, w watch, rd reader, now time.Time) bool {
+	return v.set(u, key, skey, ver, rec, false, w, rd, now, c.touchEvery(key), c.unmarshaled)
 }
 
 // unmarshaled counts a replacement of MSAL's memory.
@@ -182,7 +194,7 @@ func (c *Cache) loadValue(ctx context.Context, skey string) ([]byte, Version, bo
 }
 
 // decode reads a stored value (nil: none); a value that does not decrypt
-// or parse is a miss.
+// or parse, or that this Cache cannot read (see unreadable), is a miss.
 func (c *Cache) decode(value []byte, skey string, memo map[string]string) record {
 	if value == nil {
 		c.st.misses.Add(1)
@@ -191,8 +203,7 @@ func (c *Cache) decode(value []byte, skey string, memo map[string]string) record
 	rec, err := decodeRecord(value, skey, c.keys, memo)
 	if err != nil {
 		c.st.misses.Add(1)
-		c.st.rejected.Add(1)
-		c.log.Warn("distributed: a stored partition does not decrypt or parse; treated as empty", "key", skey, "err", err)
+		c.rejected(skey, err)
 		return record{snap: msaljson.Empty}
 	}
 	if rec.removed {

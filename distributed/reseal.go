@@ -32,7 +32,7 @@ type ResealResult struct {
 	Resealed  int // rewritten by this run, sealed with the first key
 	Current   int // already sealed with the first key (by a Cache, or by a concurrent rewrite)
 	OldKey    int // still sealed with another of the keys: DryRun, or kept conflicting
-	NoKey     int // open with none of the keys (sealed with a key not given, or not a partition): left as they are
+	NoKey     int // open with none of the keys (sealed with a key not given, tampered, in a newer format, or not a partition): left as they are
 	Gone      int // removed or expired between the listing and the load
 	Tombstone int // of Resealed, Current and OldKey: sign-out tombstones (kept as tombstones)
 	Conflicts int // rewrites refused by compare-and-set (another writer was first), then loaded again
@@ -51,11 +51,13 @@ const defaultResealBatch = 100
 // Caches' (WithEncryptionKeys is required; WithKeyPrefix, WithTTL,
 // WithTimeout and WithLogger are used, the others ignored).
 //
-// The safe sequence: deploy WithEncryptionKeys(new, old) on every replica;
-// run Reseal until its Cursor is ""; run it again with DryRun (OldKey and
-// NoKey must be 0, or be partitions you accept to lose); then deploy
-// WithEncryptionKeys(new). A replica that still has only [old] cannot read
-// what Reseal rewrote.
+// The safe sequence (the package doc's Key rotation): deploy
+// WithEncryptionKeys(old, new) on every replica, then WithEncryptionKeys(new,
+// old) on every replica; run Reseal until its Cursor is ""; run it again
+// with DryRun (OldKey and NoKey must be 0, or be partitions you accept to
+// lose); then deploy WithEncryptionKeys(new). A replica that still has only
+// [old] cannot read what Reseal rewrote (it reads it as empty and does not
+// write over it).
 //
 // A rewrite changes only the seal: the same record (generation, tombstone
 // flag, MSAL cache JSON, byte for byte), under a new version, with the

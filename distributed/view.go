@@ -32,9 +32,13 @@ type view struct {
 	mu       sync.Mutex
 	parts    map[string]*part  // by partition key
 	intact   bool              // MSAL's memory is the union of parts
-	refuses  bool              // MSAL rejects Unmarshal (its on-behalf-of store)
+	refuses  bool              // MSAL rejected the last Unmarshal (its on-behalf-of store always does)
+	retryAt  time.Time         // when refusing: the next Unmarshal may be tried from then
+	retry    time.Duration     // when refusing: the wait before retryAt (see unmarshalRetry)
 	memo     map[string]string // msaljson's memo of the last parse of MSAL's memory
 	owners   msaljson.Owners
+	reads    map[string]*readLog // by user partition key: who read it (see order.go); outlives parts
+	pruned   time.Time           // when reads was last pruned
 	lastUsed time.Time
 	max      int
 	grace    time.Duration
@@ -50,53 +54,105 @@ type part struct {
 	watch   watch              // the notices that condemn it
 	used    time.Time
 	touched time.Time // the store's expiry of it was last renewed
-	removed bool      // the store holds a tombstone
-	aliveAt time.Time // MSAL last read it before it was removed
+	removed bool      // the store holds a tombstone, or a removal is kept
+	log     *readLog  // the partition's reads (nil: an app partition); also in view.reads
 }
 
-// inFlight bounds how long an MSAL call that read a partition may take to
-// write what it got: MSAL Go gives each HTTP request 30 s when the caller's
-// ctx has no deadline. A write into a partition removed within that time
-// after MSAL last read it alive may come from a token refresh that began
-// before the sign-out, so it is dropped.
-const inFlight = 30*time.Second + 5*time.Second
+// How long a view whose Unmarshal failed waits before it tries again:
+// doubling from the first to the second. MSAL Go's on-behalf-of store
+// rejects every Unmarshal (it then keeps its own memory); any other client
+// rejects one only by accident, and is given its working set again soon.
+const (
+	unmarshalRetryMin = 100 * time.Millisecond
+	unmarshalRetryMax = time.Minute
+)
 
 func newView(max int, grace time.Duration) *view {
-	return &view{parts: map[string]*part{}, max: max, grace: grace}
+	return &view{parts: map[string]*part{}, reads: map[string]*readLog{}, max: max, grace: grace}
+}
+
+// logOf returns the read log of key, made if need be; nil for an app
+// partition (no drop rule applies to it). v.mu must be held.
+func (v *view) logOf(key string) *readLog {
+	if msaljson.IsAppPartition(key) {
+		return nil
+	}
+	l := v.reads[key]
+	if l == nil {
+		l = &readLog{}
+		v.reads[key] = l
+	}
+	return l
+}
+
+// pruneLocked drops, at most once per inFlight, the read logs of
+// partitions that are out of the working set and were not read for
+// inFlight: no request that read them can still write. v.mu must be held.
+func (v *view) pruneLocked(now time.Time) {
+	if now.Sub(v.pruned) < inFlight {
+		return
+	}
+	v.pruned = now
+	for k, l := range v.reads {
+		if v.parts[k] == nil && now.Sub(l.used) > inFlight {
+			delete(v.reads, k)
+		}
+	}
 }
 
 // current reports whether MSAL holds key at the store's current version (as
 // far as the store's notices tell), and whether its expiry is due to be
 // renewed.
-func (v *view) current(key string, now time.Time, touchEvery time.Duration) (touch, ok bool) {
+func (v *view) current(key string, rd reader, now time.Time, touchEvery time.Duration) (touch, ok bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
-	if p == nil || !p.synced || !p.watch.fresh() || !(v.intact || v.refuses) {
+	if p == nil || !p.synced || !p.watch.fresh() || !v.settled(now) {
 		return false, false
 	}
-	return v.use(p, now, touchEvery), true
+	return v.use(p, rd, now, touchEvery), true
 }
 
 // holds reports whether MSAL holds key exactly as the store's version ver,
 // and whether its expiry is due to be renewed. w is as for set.
-func (v *view) holds(key string, ver Version, w watch, now time.Time, touchEvery time.Duration) (touch, ok bool) {
+func (v *view) holds(key string, ver Version, w watch, rd reader, now time.Time, touchEvery time.Duration) (touch, ok bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
-	if p == nil || !p.exact || p.version != ver || !(v.intact || v.refuses) {
+	if p == nil || !p.exact || p.version != ver || !v.settled(now) {
 		return false, false
 	}
 	p.watch, p.synced = w, w.fresh()
-	return v.use(p, now, touchEvery), true
+	return v.use(p, rd, now, touchEvery), true
 }
 
-// use records that MSAL read p at now, and reports whether p's expiry is
-// due to be renewed (see renewDue).
-func (v *view) use(p *part, now time.Time, touchEvery time.Duration) (touch bool) {
+// settled reports whether nothing needs to be given to MSAL: its memory is
+// the union of the working set, or it refuses it and it is not yet time
+// to try again.
+func (v *view) settled(now time.Time) bool { return v.intact || v.waiting(now) }
+
+// waiting reports whether MSAL refused the working set and it is not yet
+// time to try again.
+func (v *view) waiting(now time.Time) bool { return v.refuses && now.Before(v.retryAt) }
+
+// unmarshaled records the outcome of an Unmarshal tried at now: a failure
+// sets the time of the next try, further each time (see unmarshalRetryMin).
+func (v *view) unmarshaled(err error, now time.Time) {
+	v.intact, v.refuses = err == nil, err != nil
+	if err == nil {
+		v.retry = 0
+		return
+	}
+	v.retry = min(max(2*v.retry, unmarshalRetryMin), unmarshalRetryMax)
+	v.retryAt = now.Add(v.retry)
+}
+
+// use records that MSAL reads p at now, for rd, and reports whether p's
+// expiry is due to be renewed (see renewDue).
+func (v *view) use(p *part, rd reader, now time.Time, touchEvery time.Duration) (touch bool) {
 	p.used, v.lastUsed = now, now
-	if !p.removed {
-		p.aliveAt = now
+	if p.log != nil {
+		p.log.read(rd, !p.removed)
 	}
 	return p.renewDue(now, touchEvery)
 }
@@ -117,7 +173,7 @@ func (p *part) renewDue(now time.Time, touchEvery time.Duration) bool {
 // that changes it. w watches the notices for the key since before rec was
 // read. It returns whether the expiry is due
 // to be renewed and whether MSAL's memory was replaced.
-func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, pending bool, w watch, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
+func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec record, pending bool, w watch, rd reader, now time.Time, touchEvery time.Duration, onUnmarshal func(error)) (touch bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	content := rec.snap
@@ -128,14 +184,13 @@ func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec recor
 	exact := !pending
 	p := &part{skey: skey, version: ver, gen: rec.gen, snap: content, exact: exact, synced: exact && w.fresh(), watch: w, used: now}
 	p.removed = rec.removed
-	if !p.removed {
-		p.aliveAt = now
+	p.log = v.logOf(key)
+	if p.log != nil {
+		p.log.read(rd, !p.removed)
 	}
+	v.pruneLocked(now)
 	changed := !v.intact
 	if old != nil {
-		if p.removed {
-			p.aliveAt = old.aliveAt
-		}
 		p.touched = old.touched
 		changed = changed || (old.snap != content && !old.snap.Equal(content))
 	} else {
@@ -147,14 +202,13 @@ func (v *view) set(u cache.Unmarshaler, key, skey string, ver Version, rec recor
 	if v.evict(key, now) {
 		changed = true
 	}
-	if changed && !v.refuses {
+	if changed && !v.waiting(now) {
 		union := make([]*msaljson.Snapshot, 0, len(v.parts))
 		for _, q := range v.parts {
 			union = append(union, q.snap)
 		}
 		err := u.Unmarshal(msaljson.Union(union...).Raw)
-		v.intact = err == nil
-		v.refuses = err != nil
+		v.unmarshaled(err, now)
 		onUnmarshal(err)
 	}
 	return touch
@@ -192,8 +246,12 @@ func (v *view) evict(keep string, now time.Time) bool {
 
 // changes returns the partitions (key, or with "" every partition of the
 // view) whose entries in MSAL's memory (data) differ from what the view
-// recorded, as writes to make; the view records MSAL's new content.
-func (v *view) changes(data []byte, key string, now time.Time) ([]*pendingWrite, error) {
+// recorded, as writes to make for the request req; the view records
+// MSAL's new content. Each write carries when its request began (see
+// readLog.request). A write the view knows to undo a sign-out (its request
+// read the partition alive, and the view now knows it removed: a refresh
+// in flight across the sign-out) is returned marked drop.
+func (v *view) changes(data []byte, key string, req <-chan struct{}, now time.Time) ([]*pendingWrite, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	mem, err := msaljson.Parse(data, v.memo)
@@ -220,13 +278,19 @@ func (v *view) changes(data []byte, key string, now time.Time) ([]*pendingWrite,
 		if ours.Equal(base) {
 			continue
 		}
-		w := &pendingWrite{key: k, base: base, baseGen: gen, ours: ours}
-		np := &part{snap: ours, gen: gen, used: now, aliveAt: now}
+		w := &pendingWrite{key: k, base: base, baseGen: gen, ours: ours, began: now}
+		np := &part{snap: ours, gen: gen, used: now, log: v.logOf(k)}
+		alive := false
+		if np.log != nil {
+			w.began, alive = np.log.request(req, now)
+		}
 		if p != nil {
 			np.skey, np.version, np.touched = p.skey, p.version, p.touched
-			if p.removed && now.Sub(p.aliveAt) < inFlight {
-				w.suspect = true
-				np.removed, np.aliveAt = true, p.aliveAt
+			if p.removed && alive {
+				// Read alive by this request, removed since: MSAL holds
+				// what it got, until the next Replace reads the removal.
+				w.drop = true
+				np.removed = true
 			}
 		}
 		jobs = append(jobs, w)
@@ -259,13 +323,23 @@ func (v *view) stale(key string) {
 	}
 }
 
-// hasEntries reports whether MSAL holds entries of key (a removed or empty
-// partition has none).
-func (v *view) hasEntries(key string) bool {
+// served records that MSAL reads what it holds for key at now, without the
+// store (which is out): the partition is used, as when it is served at the
+// store's version, so the working set keeps it for the grace period. It
+// reports whether MSAL holds entries of key (a removed or empty partition
+// has none).
+func (v *view) served(key string, rd reader, now time.Time) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.parts[key]
-	if p == nil || p.removed {
+	if p == nil {
+		if l := v.logOf(key); l != nil {
+			l.read(rd, false) // read, and not found
+		}
+		return false
+	}
+	v.use(p, rd, now, 0)
+	if p.removed {
 		return false
 	}
 	for name, section := range p.snap.Sections {
@@ -300,20 +374,4 @@ func (v *view) memoOf(key string) map[string]string {
 		return p.snap.Seen
 	}
 	return nil
-}
-
-// writtenBack records the outcome of a write kept during an outage: the
-// partition is read again at its next Replace, and a write made before that
-// is based on the generation the write-back found or made.
-func (v *view) writtenBack(key string, r writeResult) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	p := v.parts[key]
-	if p == nil {
-		return
-	}
-	p.synced = false
-	if r.outcome == written {
-		p.gen = r.gen
-	}
 }

@@ -14,15 +14,17 @@ import (
 	"github.com/msalcache/msalcache/internal/msaljson"
 )
 
-// A pendingWrite is a change of a partition that the store could not take
-// yet: the three-way merge inputs (base, ours) or a removal.
+// A pendingWrite is a change of a partition to store: the three-way merge
+// inputs (base, ours) or a removal, and when it began (see order.go).
 type pendingWrite struct {
 	key, skey string
 	base      *msaljson.Snapshot
 	baseGen   uint64
 	ours      *msaljson.Snapshot
 	remove    bool
-	suspect   bool // written into a partition just removed: maybe by a refresh begun before (see inFlight)
+	began     time.Time // a write: when its request began; a removal: when RemovePartition was called
+	kept      bool      // kept during an outage (see keptWrites)
+	drop      bool      // the view knows it would undo a sign-out (see view.changes)
 }
 
 // ttl is the expiry of a partition written with content s: the sliding TTL,
@@ -62,54 +64,64 @@ func (c *Cache) Export(ctx context.Context, m cache.Marshaler, h cache.ExportHin
 	if err != nil {
 		return err
 	}
+	end, err := c.beginWrite()
+	if err != nil {
+		return err
+	}
+	defer end()
 	data, err := m.Marshal()
 	if err != nil {
 		return err
 	}
-	jobs, err := v.changes(data, h.PartitionKey, c.cfg.now())
+	jobs, err := v.changes(data, h.PartitionKey, ctx.Done(), c.cfg.now())
 	if err != nil {
 		return fmt.Errorf("distributed: MSAL's cache: %w", err)
 	}
+	var errs []error
 	for _, j := range jobs {
 		j.skey = c.storeKey(j.key)
-		c.write(ctx, v, j)
+		if err := c.write(ctx, v, j); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// write stores a change made by MSAL (or kept during an outage), merged
-// with what the store holds.
-func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) {
-	if w.suspect {
+// write stores a change made by MSAL, merged with what the store holds, or
+// keeps it for the write-back. It fails only when the change could be
+// neither stored nor kept (after Close).
+func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) error {
+	if w.drop {
 		c.st.dropped.Add(1)
-		c.log.Info("distributed: a write was dropped: its partition was removed while MSAL may have been refreshing it", "key", w.skey)
+		c.log.Info("distributed: a write was dropped: its partition was removed while MSAL was refreshing it", "key", w.skey)
 		v.stale(w.key)
-		return
+		return nil
 	}
 	if c.isDown() {
-		c.keep(w)
-		return
+		return c.keep(w)
 	}
 	switch r := c.writeStore(ctx, w); r.outcome {
 	case written:
 		if v != nil {
 			v.written(w.key, w.ours, r.merged, r.version, r.gen, c.cfg.now())
 		}
-	case dropped:
+	case dropped, withheld:
 		if v != nil {
 			v.stale(w.key)
 		}
 	case failed:
-		c.keep(w)
+		return c.keep(w)
 	}
+	return nil
 }
 
 type outcome int
 
 const (
-	written outcome = iota // stored (or nothing needed storing)
-	dropped                // the partition was removed after the write's base: not stored
-	failed                 // the store failed or the conflicts did not end: kept
+	written  outcome = iota // stored (or nothing needed storing)
+	dropped                 // the partition was removed after the write's base: not stored
+	failed                  // the store failed or the conflicts did not end: kept
+	withheld                // the stored partition is unreadable to this Cache (see unreadable): not stored, not kept
 )
 
 type writeResult struct {
@@ -151,34 +163,30 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 		c.recovered(since)
 		theirs := record{snap: msaljson.Empty}
 		if value != nil {
-			if theirs, err = decodeRecord(value, w.skey, c.keys, memo); err != nil {
+			if theirs, err = decodeRecord(value, w.skey, c.keys, memo); err != nil && !w.remove && unreadable(err) {
+				// Never overwritten: its tokens or its sign-out are for
+				// the replicas that can read it. Not kept either: the
+				// write is based on nothing this Cache could read.
+				c.withhold(w.skey, err)
+				return writeResult{outcome: withheld}
+			} else if err != nil {
 				c.st.rejected.Add(1)
 				c.log.Warn("distributed: overwriting a stored partition that does not decrypt or parse", "key", w.skey, "err", err)
 				theirs = record{snap: msaljson.Empty}
 			}
 		}
-		var out record
-		switch {
-		case w.remove:
-			out = record{gen: newGen(), removed: true, at: c.cfg.now(), snap: msaljson.Empty}
-		case value != nil && w.baseGen != 0 && theirs.gen != w.baseGen:
-			// Removed (and maybe signed in again) since our base: our
-			// change predates the removal and must not undo it.
+		out, v := order(w, theirs, value != nil)
+		switch v {
+		case unchanged:
+			return writeResult{outcome: written, merged: theirs.snap, version: prev, gen: theirs.gen}
+		case dropIt:
 			c.st.dropped.Add(1)
-			c.log.Info("distributed: a write was dropped: its partition was removed after the write began", "key", w.skey)
+			if w.remove {
+				c.log.Info("distributed: a sign-out kept during an outage was dropped: the user signed in again after it", "key", w.skey)
+			} else {
+				c.log.Info("distributed: a write was dropped: its partition was removed after the write began", "key", w.skey)
+			}
 			return writeResult{outcome: dropped}
-		default:
-			out = record{gen: theirs.gen, at: theirs.at, after: theirs.after, snap: msaljson.Merge(w.base, w.ours, theirs.snap)}
-			if theirs.removed {
-				// A new generation after the removal.
-				out.at, out.after = c.cfg.now(), theirs.at
-			}
-			if out.gen == 0 {
-				out.gen, out.at = newGen(), c.cfg.now()
-			}
-			if value != nil && !theirs.removed && out.snap.Equal(theirs.snap) {
-				return writeResult{outcome: written, merged: theirs.snap, version: prev, gen: theirs.gen}
-			}
 		}
 		memo = theirs.snap.Seen
 		next := NewVersion()
@@ -224,69 +232,81 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // RemovePartition removes the partition key for every process: sign-out.
 // MSAL's RemoveAccount cannot do it on a partitioned cache (it names no
-// partition). The store keeps a tombstone for the TTL, so a write that began
-// before the removal (a token refresh in flight anywhere, or a write kept
-// during an outage) is dropped instead of bringing the entries back. If the
-// store is unavailable, the partition is removed from this process at once,
-// the removal is written when the store returns, and the error wraps
-// ErrUnavailable.
+// partition). The store keeps a tombstone for the TTL, stamped with the
+// time of the call: a write whose request began before it (a token refresh
+// in flight anywhere, a write kept during an outage) is dropped instead of
+// bringing the entries back, and a sign-in after it is stored (see the
+// package doc). If the store is unavailable, the partition is removed from
+// this process at once, and the removal is kept and written, in its order,
+// when the store returns; RemovePartition then returns nil, as Export does
+// for a write it keeps (Close reports what it could not write).
 func (c *Cache) RemovePartition(ctx context.Context, key string) error {
 	if key == "" {
 		return errors.New("distributed: RemovePartition: empty partition key")
 	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
+	end, err := c.beginWrite()
+	if err != nil {
+		return err
 	}
-	c.mu.Unlock()
-	w := &pendingWrite{key: key, skey: c.storeKey(key), remove: true}
+	defer end()
+	w := &pendingWrite{key: key, skey: c.storeKey(key), remove: true, began: c.cfg.now()}
 	c.forget(w)
 	if c.isDown() {
-		c.keep(w)
-		return ErrUnavailable
+		return c.keep(w)
 	}
-	if r := c.writeStore(ctx, w); r.outcome != written {
-		c.keep(w)
-		return ErrUnavailable
+	c.mu.Lock()
+	// The writes kept for it are ordered before it: it supersedes them.
+	delete(c.pending, key)
+	c.npending.Store(int64(len(c.pending)))
+	c.mu.Unlock()
+	if r := c.writeStore(ctx, w); r.outcome == failed {
+		if err := c.keep(w); err != nil {
+			return err
+		}
 	}
 	c.forget(w) // a Replace during the write may have loaded the old value
 	return nil
 }
 
-// forget drops a removed partition from this process: the layer, the
-// writes kept for it, and what MSAL holds (at the next Replace of it).
+// forget drops a removed partition from this process: the layer and what
+// MSAL holds (at the next Replace of it). No client's view needs to be
+// told: invalidating the key in the layer makes every view's copy of it
+// stale (its watch), and without the layer every Replace asks the store.
 func (c *Cache) forget(w *pendingWrite) {
-	c.mu.Lock()
-	delete(c.pending, w.key)
-	c.mu.Unlock()
 	if c.l1 != nil {
 		c.l1.invalidate(w.skey)
 	}
-	c.views.Range(func(_, v any) bool {
-		v.(*view).stale(w.key)
-		return true
-	})
 }
 
-// keep holds a write for the store's return, merged with one kept before.
-func (c *Cache) keep(w *pendingWrite) {
+// errNotKept is returned for a write that the store did not take after
+// Close's last flush: nothing would write it back.
+var errNotKept = fmt.Errorf("distributed: the write was not stored, and the Cache is closed: %w (%w)", ErrUnavailable, ErrClosed)
+
+// keep holds a write for the store's return, after those kept before for
+// its partition (see keptWrites). After Close's last flush it keeps
+// nothing and returns errNotKept.
+func (c *Cache) keep(w *pendingWrite) error {
 	c.mu.Lock()
-	if old, ok := c.pending[w.key]; ok && !old.remove && !w.remove {
-		// Both changes, against the older base.
-		w = &pendingWrite{key: w.key, skey: w.skey, base: old.base, baseGen: old.baseGen, ours: msaljson.Merge(w.base, w.ours, old.ours)}
-	} else if ok && old.remove && !w.remove {
-		// Signed out, then signed in again during the outage: the new
-		// tokens go after the removal.
-		w = &pendingWrite{key: w.key, skey: w.skey, base: msaljson.Empty, ours: msaljson.Merge(w.base, w.ours, msaljson.Empty)}
+	if c.sealed {
+		c.mu.Unlock()
+		c.log.Warn("distributed: a write was not stored: the store did not take it and the Cache is closed", "key", w.skey)
+		return errNotKept
 	}
-	c.pending[w.key] = w
+	c.pending[w.key] = c.pending[w.key].add(w)
+	c.npending.Store(int64(len(c.pending)))
 	c.mu.Unlock()
 	c.poke()
+	return nil
 }
 
+// pendingFor returns the last write kept for key (nil: none): what MSAL
+// holds of it until the write-back.
 func (c *Cache) pendingFor(key string) *pendingWrite {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pending[key]
+	q := c.pending[key]
+	if len(q) == 0 {
+		return nil
+	}
+	return q[len(q)-1]
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -237,6 +238,8 @@ type report struct {
 
 	Errors []string `json:"errors"` // failed writes (Go writers with envGoOn, Python)
 	MaxMs  int64    `json:"maxMs"`  // the longest write (Go writers)
+	// Cache writers: the warnings msalcache logged.
+	Warnings []string `json:"warnings"`
 	// Lock package writers: unlocks that found the lock file deleted or
 	// replaced by another program (MSAL Python, after going ahead without
 	// the lock), which the lock package reports; the write stands.
@@ -247,8 +250,18 @@ type report struct {
 	GaveUp        int   `json:"gaveUp"`        // lock entries after its 5 s exclusive create timed out
 	LockWaitMaxMs int64 `json:"lockWaitMaxMs"` // the longest wait to enter the lock
 	ReloadsMissed int   `json:"reloadsMissed"` // modifies that did not reload a changed file
-	MissedByUs    int64 `json:"missedByUs"`    // how far the latest such change's mtime lay before its last save
-	Saves         int   `json:"saves"`
+	// Of those, the ones whose file carried a msalcache stamp (a whole
+	// millisecond; meaningful on file systems with fine timestamps).
+	ReloadsMissedStamped int   `json:"reloadsMissedStamped"`
+	MissedByUs           int64 `json:"missedByUs"` // how far the latest such change's mtime lay before its last save
+	Saves                int   `json:"saves"`
+	// Reloads that found the file empty after it had held a cache (another
+	// in-place writer had just truncated it): MSAL Python takes that for
+	// an empty cache.
+	EmptyReloads int `json:"emptyReloads"`
+	// Saves that found the file they truncate empty after it had held a
+	// cache: what they overwrote is not known.
+	BlindSaves int `json:"blindSaves"`
 }
 
 func parseReport(p *proc) (report, error) {
@@ -456,14 +469,14 @@ func waitStart(ctx context.Context) error {
 
 // cacheWriter adds count entries through msalcache.Cache (plaintext).
 func cacheWriter(ctx context.Context, path, id string, count int) error {
-	c, err := msalcache.New(path, msalcache.WithPlaintext())
+	var r report
+	c, err := msalcache.New(path, msalcache.WithPlaintext(), msalcache.WithLogger(slog.New(warnings{&r})))
 	if err != nil {
 		return err
 	}
 	if err := waitStart(ctx); err != nil {
 		return err
 	}
-	var r report
 	r.Pid = os.Getpid()
 	start := time.Now()
 	t := &jsonTarget{}
@@ -482,6 +495,18 @@ func cacheWriter(ctx context.Context, path, id string, count int) error {
 	r.Ms = time.Since(start).Milliseconds()
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
+
+// warnings is a slog.Handler that records the messages of warnings in a
+// report (the writer's goroutine is the only one that logs).
+type warnings struct{ r *report }
+
+func (w warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w warnings) Handle(_ context.Context, rec slog.Record) error {
+	w.r.Warnings = append(w.r.Warnings, rec.Message)
+	return nil
+}
+func (w warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w warnings) WithGroup(string) slog.Handler      { return w }
 
 // stopped reports whether the stop file exists.
 func stopped() bool {

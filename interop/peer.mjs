@@ -18,6 +18,9 @@
 //   PEER_STOP         "write" stops early, before <count>, once this file exists
 //   PEER_PAUSE        "write" waits 0 to this many ms between writes (default 0),
 //                     as an app does between token requests
+//   PEER_TURN         "write" takes turns with another writer: before write i > 0 it
+//                     waits (at most 60 s) for "<PEER_TURN>.other.<i-1>"; after
+//                     write i it creates "<PEER_TURN>.peer.<i>"
 //
 // "write" prints one JSON report on stdout: writes done, marker collisions,
 // files found invalid under the lock, and the keys this process's saves
@@ -166,8 +169,10 @@ async function write(cachePath, id, count) {
   const start = Date.now();
   const stop = process.env.PEER_STOP;
   const pauseMs = envInt("PEER_PAUSE", 0);
+  const turn = process.env.PEER_TURN;
   for (let i = 0; i < count && !(stop && fs.existsSync(stop)); i++) {
     if (i > 0 && pauseMs > 0) await sleep(Math.random() * pauseMs);
+    if (i > 0 && turn) await waitFile(`${turn}.other.${i - 1}`, `the other writer's turn ${i - 1}`, 1);
     const ctx = new TokenCacheContext(tokenCache, true);
     await plugin.beforeCacheAccess(ctx);
     try {
@@ -176,6 +181,7 @@ async function write(cachePath, id, count) {
       await plugin.afterCacheAccess(ctx);
     }
     report.writes++;
+    if (turn) fs.writeFileSync(`${turn}.peer.${i}`, "");
   }
   report.ms = Date.now() - start;
   process.stdout.write(JSON.stringify(report) + "\n");
@@ -189,11 +195,17 @@ function sleep(ms) {
 // the start gate, so that all writers begin together.
 async function waitStart(id) {
   const gate = process.env.PEER_START;
-  if (gate) fs.writeFileSync(`${gate}.ready.${id}`, "");
+  if (!gate) return;
+  fs.writeFileSync(`${gate}.ready.${id}`, "");
+  await waitFile(gate, "the start gate", 5);
+}
+
+// waitFile waits (at most 60 s) for a file to exist, looking every pollMs.
+async function waitFile(file, what, pollMs) {
   const deadline = Date.now() + 60_000;
-  while (gate && !fs.existsSync(gate)) {
-    if (Date.now() > deadline) throw new Error("the start gate did not open within 60 s");
-    await sleep(5);
+  while (!fs.existsSync(file)) {
+    if (Date.now() > deadline) throw new Error(`${what} did not come within 60 s`);
+    await sleep(pollMs);
   }
 }
 

@@ -19,6 +19,9 @@
 #   PEER_START   wait (at most 60 s) for this file before writing
 #   PEER_STOP    stop early, before <count>, once this file exists
 #   PEER_PAUSE   wait 0 to this many ms between writes (default 0)
+#   PEER_TURN    take turns with another writer: before write i > 0, wait
+#                (at most 60 s) for the file "<PEER_TURN>.other.<i-1>"; after
+#                write i, create "<PEER_TURN>.peer.<i>"
 #
 # "write" prints one JSON report on stdout. Each write is one token response
 # handed to TokenCache.add, as MSAL Python's acquire_token_* do: it stores an
@@ -29,9 +32,12 @@
 # modifies that did not reload a file another process had changed since this
 # one saved it (the mtime check missed the change), and the keys each save
 # removed from the file: read from the very file the save truncates, just
-# before it does.
+# before it does. The saves of all peer.py processes take turns (a flock on
+# "<cache>.peer-saves", the test's own), so that this reading is never a
+# write of another Python process caught half done.
 
 import base64
+import fcntl
 import json
 import os
 import random
@@ -59,8 +65,11 @@ report = {
     "invalidUnderLock": 0,  # saves that found the file not MSAL JSON
     "saves": 0,
     "reloadsMissed": 0,  # modifies that did not reload a file others had changed
+    "reloadsMissedStamped": 0,  # of which the missed file carried msalcache's stamp
     "missedByUs": 0,  # the most a missed change's mtime lay before this process's last save, in µs
     "destroyed": [],  # "Section/key" removed from the file by this process's saves
+    "emptyReloads": 0,  # reloads that found the file empty after it had held a cache
+    "blindSaves": 0,  # saves that found the file they truncate empty after it had held a cache
 }
 
 
@@ -130,15 +139,29 @@ def parse(text):
 
 
 last_saved = [None]  # what this process's last save wrote
+had_cache = [False]  # whether this process has seen the file hold a cache
 
 
 class InstrumentedPersistence(persistence.FilePersistence):
     def save(self, content):
         del _overwritten[:]
-        super().save(content)
+        # The saves of this test's Python processes take turns, under a
+        # lock of the test's own (not MSAL's): two processes that both went
+        # ahead without CrossPlatLock would otherwise interleave their
+        # in-place writes, and a save could read the other's write half done
+        # and not know what it overwrites. msalcache's writers replace the
+        # file by rename and never write it in place, so with the turns
+        # what a save reads before it truncates is exactly what it
+        # overwrites.
+        with open(self.get_location() + ".peer-saves", "a") as turns:
+            fcntl.flock(turns, fcntl.LOCK_EX)
+            super().save(content)
         last_saved[0] = content
         report["saves"] += 1
         on_disk = parse(_overwritten[0]) if _overwritten else {}
+        if _overwritten and _overwritten[0].strip() == "" and had_cache[0]:
+            report["blindSaves"] += 1
+        had_cache[0] = True
         nxt = parse(content)
         if on_disk is None or nxt is None:
             report["invalidUnderLock"] += 1
@@ -164,6 +187,10 @@ def open_cache(path):
 
     def deserialize(state):
         loaded.append(True)
+        if state and state.strip():
+            had_cache[0] = True
+        elif had_cache[0]:
+            report["emptyReloads"] += 1
         return real_deserialize(state)
 
     def reload_if_necessary():
@@ -171,11 +198,17 @@ def open_cache(path):
         # file should hold what this process last saved. The file is looked
         # at first, so what the check saw is what is compared.
         text = read_text(path)
-        mtime = os.path.getmtime(path) if text is not None else 0
+        mtime_ns = os.stat(path).st_mtime_ns if text is not None else 0
+        mtime = mtime_ns / 1e9
         del loaded[:]
         real_reload()
         if not loaded and text is not None and text != last_saved[0]:
             report["reloadsMissed"] += 1
+            if mtime_ns % 1000000 == 0:
+                # stamped at a whole millisecond, as msalcache stamps its
+                # writes (the kernel's stamps on a file system with
+                # nanosecond timestamps practically never are)
+                report["reloadsMissedStamped"] += 1
             # how far the other process's mtime lies before this process's
             # clock reading after its own last save
             report["missedByUs"] = max(report["missedByUs"], int((cache._last_sync - mtime) * 1e6))
@@ -209,11 +242,15 @@ def wait_start(wid):
     if not gate:
         return
     open(gate + ".ready." + wid, "w").close()
+    wait_file(gate, "the start gate")
+
+
+def wait_file(path, what):
     deadline = time.monotonic() + 60
-    while not os.path.exists(gate):
+    while not os.path.exists(path):
         if time.monotonic() > deadline:
-            raise RuntimeError("the start gate did not open within 60 s")
-        time.sleep(0.005)
+            raise RuntimeError("%s did not come within 60 s" % what)
+        time.sleep(0.001)
 
 
 def write(path, wid, count):
@@ -231,16 +268,21 @@ def write(path, wid, count):
     start = time.monotonic()
     stop = os.environ.get("PEER_STOP")
     pause = int(os.environ.get("PEER_PAUSE", "0"))
+    turn = os.environ.get("PEER_TURN")
     for i in range(count):
         if stop and os.path.exists(stop):
             break
         if i > 0 and pause > 0:
             time.sleep(random.random() * pause / 1000)
+        if i > 0 and turn:
+            wait_file("%s.other.%d" % (turn, i - 1), "the other writer's turn %d" % (i - 1))
         current[0] = i
         try:
             cache.add(token_event(wid, i))
         except Exception as e:  # what the app's acquire_token_* would raise
             report["errors"].append("write %d: %s: %s" % (i, type(e).__name__, e))
+        if turn:
+            open("%s.peer.%d" % (turn, i), "w").close()
     report["writes"] = len(report["written"])
     report["ms"] = int((time.monotonic() - start) * 1000)
     sys.stdout.write(json.dumps(report) + "\n")

@@ -343,7 +343,16 @@ func TestRealMSALPythonBothWays(t *testing.T) {
 //     overlaps would show as its losses), although Python deleted their
 //     lock file: the lock package's own lock file keeps them apart;
 //   - msalcache lost nothing that a Python save did not itself overwrite
-//     (peer.py records what each save removes from the file it truncates);
+//     (peer.py records what each save removes from the file it truncates;
+//     its saves take turns under a lock of the test's own, so that what a
+//     save reads first is never another Python process's in-place write
+//     caught half done, and the check that no save read such a file holds
+//     whatever the run). Python's saves without the lock do remove
+//     msalcache's entries, and some remove nearly all: a Python process
+//     that reloads the file while another one, also without the lock, has
+//     just truncated it loads an empty cache (MSAL Python's deserialize
+//     takes an empty file for an empty cache), and its next save writes
+//     what it holds then over everything;
 //   - the Cache writer's Exports did not fail (a lock file deleted under
 //     it is logged, not returned: the write is in the file);
 //   - at the end every library loads the same, valid file.

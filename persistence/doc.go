@@ -54,6 +54,16 @@
 // renames and reads that meet a sharing violation (another process has the
 // file open) are retried with a bounded, jittered backoff.
 //
+// Before the rename, Write stamps the new file's modification time past
+// every clock reading another process can have taken before the write: the
+// next millisecond boundary after the time of the write, or the next second
+// (two) where the file system keeps only those. MSAL Python and MSAL Node
+// reload the file only if its mtime is later than the time they read after
+// their own last sync; a file stamped by the kernel (from a clock that lags
+// the wall clock by up to a tick, or truncated to the second) in the same
+// tick would look older, and their next save would drop the write. The
+// stamp lies at most one tick of the file system in the future.
+//
 // Network file systems: atomic rename and the modification times that
 // [Version] compares are only as reliable as the file system; NFS clients
 // cache attributes, so another machine's write may be noticed late. Keep the

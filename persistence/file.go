@@ -200,8 +200,9 @@ type inPlaceOpener interface {
 // a temporary file in the same directory (0600) is written, synced, closed and
 // renamed over the file; missing directories are created 0700. Readers see
 // the old or the new file, never a mix. On every failure the temporary file
-// is removed and the old file is left as it was. Write returns the Version of
-// the new file.
+// is removed and the old file is left as it was. The new file's mtime is
+// stamped past the time of the write (see stampLater). Write returns the
+// Version of the new file.
 func (f *File) Write(ctx context.Context, plaintext []byte) (Version, error) {
 	sealed, err := f.p.Seal(ctx, plaintext)
 	if err != nil {
@@ -342,7 +343,7 @@ func writeAtomic(ctx context.Context, path string, data []byte, beforeRename fun
 	if err := tmp.Close(); err != nil {
 		return Version{}, err
 	}
-	if err := makeLater(name, path); err != nil {
+	if err := stampLater(name, path); err != nil {
 		return Version{}, err
 	}
 	fi, err := os.Stat(name)
@@ -361,30 +362,52 @@ func writeAtomic(ctx context.Context, path string, data []byte, beforeRename fun
 	return versionAfterRename(path, fi)
 }
 
-// makeLater sets the modification time of the new file tmp later than that
-// of the file it will replace, if it is not already: on file systems with
-// coarse timestamps two writes in one tick would otherwise share an mtime,
-// and on Windows (no cheap file identity) the mtime is part of what tells
-// versions apart. Best effort: a file system that cannot store the later time
-// leaves it as it was.
-func makeLater(tmp, target string) error {
-	old, err := os.Stat(target)
-	if err != nil {
-		return nil // nothing to replace, or the rename will say what is wrong
+// stampLater sets the modification time of the new file tmp, before it is
+// renamed over target, to an instant no reader can have read from its clock
+// before this write, as the file system stores it: later than now (taken
+// here, under the caller's lock), in a later millisecond than now, and later
+// than the file it replaces. The other MSAL libraries decide whether to
+// reload by comparing the file's mtime with a clock reading they took after
+// their own last load or save under the lock: MSAL Python reloads only if
+// mtime > time.time() read after its save, MSAL Node only if mtime (in
+// milliseconds) > Date.now() read after its load. The kernel would stamp the
+// file from a clock that lags the wall clock by up to a tick, and a coarse
+// file system (ext2/ext3 with small inodes, FAT) truncates it to the second
+// (two on FAT): a write right after theirs would then look older than their
+// reading, and their next save would drop it. So the time set is the next
+// millisecond boundary after now; where the file system cannot store it
+// (it reads back truncated to or before the millisecond of now) the next
+// second's, then the next two seconds' boundary. The stamp can thus lie up
+// to a tick of the file system in the future, which costs the other
+// libraries at most a redundant reload until then. Being later than the
+// replaced file also keeps two writes in one tick apart where the mtime is
+// part of the Version (Windows has no cheap file identity). Best effort: a
+// file system that cannot store any of these keeps what it has.
+func stampLater(tmp, target string) error {
+	floor := time.Now()
+	if old, err := os.Stat(target); err == nil && old.ModTime().After(floor) {
+		floor = old.ModTime()
 	}
-	for _, d := range []time.Duration{time.Microsecond, time.Millisecond, time.Second, 2 * time.Second} {
+	past := nextTick(floor, time.Millisecond)
+	for _, tick := range []time.Duration{time.Millisecond, time.Second, 2 * time.Second} {
+		if err := os.Chtimes(tmp, time.Time{}, nextTick(floor, tick)); err != nil {
+			return err
+		}
 		fi, err := os.Stat(tmp)
 		if err != nil {
 			return err
 		}
-		if fi.ModTime().After(old.ModTime()) {
+		if !fi.ModTime().Before(past) {
 			return nil
-		}
-		if err := os.Chtimes(tmp, time.Time{}, old.ModTime().Add(d)); err != nil {
-			return err
 		}
 	}
 	return nil
+}
+
+// nextTick is the first multiple of tick since the Unix epoch after t.
+func nextTick(t time.Time, tick time.Duration) time.Time {
+	ns := t.UnixNano()
+	return time.Unix(0, ns-ns%int64(tick)+int64(tick))
 }
 
 // makeDir creates dir (0700) and its missing parents, then checks that it is

@@ -114,6 +114,61 @@ func TestFileVersionChangesOnEveryWrite(t *testing.T) {
 	}
 }
 
+// TestWriteStampPastReaders: checkStampPastReaders where the tests run.
+func TestWriteStampPastReaders(t *testing.T) {
+	checkStampPastReaders(t, testdir.New(t), false)
+}
+
+// checkStampPastReaders: a sister library rewrites the file in place and
+// reads the wall clock right after (its last sync); Write follows at once,
+// 100 times. Each time the new file's mtime is later than that reading, as
+// MSAL Python's reload check compares them (mtime > time.time()), and in a
+// later millisecond, as MSAL Node's does (mtime in ms > Date.now()):
+// otherwise they skip the reload and their next save drops this write.
+// The stamp does not hide changes from Stat: a rewrite in place of the same
+// size right after Write gets another Version (on a file system that keeps
+// whole seconds, a rewrite in the second the stamp names would not, as a
+// rewrite in the second of the write would not without the stamp; that
+// part is checked unless wholeSeconds).
+func checkStampPastReaders(t *testing.T, dir string, wholeSeconds bool) {
+	t.Helper()
+	path := filepath.Join(dir, "cache.json")
+	f := mustNewFile(t, path, Plaintext())
+	missed, ahead := 0, time.Duration(0)
+	for i := range 100 {
+		if err := os.WriteFile(path, []byte(`{"AccessToken":{}}`), 0o600); err != nil { // in place, as Python saves
+			t.Fatal(err)
+		}
+		lastSync := time.Now()
+		v := mustWrite(t, f, secretJSON)
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mtime := fi.ModTime()
+		if !wholeSeconds {
+			same := bytes.Replace(secretJSON, []byte("secret"), []byte("SECRET"), 1)
+			if err := os.WriteFile(path, same, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if sv, err := f.Stat(); err != nil || sv == v {
+				t.Fatalf("write %d: a rewrite in place of the same size right after Write keeps its Version (%v)", i, err)
+			}
+		}
+		if !mtime.After(lastSync) || mtime.UnixMilli() <= lastSync.UnixMilli() {
+			if missed == 0 {
+				t.Errorf("write %d: the new file's mtime %s is not past the reader's clock reading %s taken before the write", i, mtime.Format(time.RFC3339Nano), lastSync.Format(time.RFC3339Nano))
+			}
+			missed++
+		}
+		ahead = max(ahead, mtime.Sub(time.Now()))
+	}
+	if missed > 0 {
+		t.Errorf("%d of 100 writes carry an mtime a reader that synced before them takes for older than its sync", missed)
+	}
+	t.Logf("the mtime lay at most %v ahead of the clock right after the write", ahead)
+}
+
 // A file written by the plaintext fallback is read by the encrypted
 // protection and rewritten encrypted: the user stays signed in.
 func TestFileFormatUpgrade(t *testing.T) {

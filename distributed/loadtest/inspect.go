@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/redis/rueidis"
 
-	"github.com/msalcache/msalcache/internal/msaljson"
 	"github.com/msalcache/msalcache/internal/recordfmt"
 	"github.com/msalcache/msalcache/internal/seal"
 )
@@ -51,10 +52,9 @@ func inspect(ctx context.Context, redisURL, prefix string, key []byte, partition
 }
 
 // check opens the sealed records (store key -> record) and checks each
-// entry: its partition is computed from the entry itself
-// (msaljson.Snapshot.Partition) and compared with the partition the key
-// belongs to. partitions maps each partition key of the run to whether it
-// must be stored.
+// entry against the partition its store key was computed from (see
+// foreignEntries). partitions maps each partition key of the run to
+// whether it must be stored.
 func check(records map[string][]byte, prefix string, key []byte, partitions map[string]bool) (inspection, error) {
 	var in inspection
 	keys, err := seal.New(key)
@@ -84,12 +84,12 @@ func check(records map[string][]byte, prefix string, key []byte, partitions map[
 			in.tombstones++
 			continue
 		}
-		snap, err := msaljson.Parse(js, nil)
+		foreign, err := foreignEntries(js, partition)
 		if err != nil {
 			return in, fmt.Errorf("stored partition %s: %w", skey, err)
 		}
 		in.partitions++
-		in.foreign += entries(snap) - entries(snap.Partition(partition, nil))
+		in.foreign += foreign
 	}
 	for p, required := range partitions {
 		if required && !seen[p] {
@@ -99,16 +99,63 @@ func check(records map[string][]byte, prefix string, key []byte, partitions map[
 	return in, nil
 }
 
-// entries counts the entries of s that belong to one partition (all but
-// the app metadata, which every partition carries).
-func entries(s *msaljson.Snapshot) int {
+// appSuffix ends MSAL Go's partition key of app tokens:
+// <client_id>_<tenant>[_<ext_cache_key>]_AppTokenCache.
+const appSuffix = "_AppTokenCache"
+
+// foreignEntries counts the entries of js (a stored partition's MSAL cache
+// JSON) that do not belong to partition, from each entry's own fields, on
+// purpose without the writer's partition function (internal/msaljson), so
+// that a bug there is caught, not repeated: a user's partition (a home
+// account ID) holds only entries whose home_account_id is that ID; an app
+// partition only entries without home_account_id whose client_id, realm
+// (and ext_cache_key) make its key. No stored partition holds on-behalf-of
+// entries (user_assertion_hash): MSAL never hands them to the Cache. App
+// metadata (the client's family, no user data) is in every partition.
+func foreignEntries(js []byte, partition string) (int, error) {
+	var sections map[string]json.RawMessage
+	if err := json.Unmarshal(js, &sections); err != nil {
+		return 0, fmt.Errorf("not MSAL cache JSON: %w", err)
+	}
 	n := 0
-	for name, section := range s.Sections {
-		if name != "AppMetadata" {
-			n += len(section)
+	for name, raw := range sections {
+		if name == "AppMetadata" {
+			continue
+		}
+		var entries map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &entries); err != nil {
+			return 0, fmt.Errorf("section %q is not an object of entries", name)
+		}
+		for _, entry := range entries {
+			if !owns(partition, entry) {
+				n++
+			}
 		}
 	}
-	return n
+	return n, nil
+}
+
+// owns reports whether entry belongs to partition (see foreignEntries).
+func owns(partition string, entry json.RawMessage) bool {
+	var f struct {
+		HomeAccountID     string `json:"home_account_id"`
+		ClientID          string `json:"client_id"`
+		Realm             string `json:"realm"`
+		ExtCacheKey       string `json:"ext_cache_key"`
+		UserAssertionHash string `json:"user_assertion_hash"`
+	}
+	if json.Unmarshal(entry, &f) != nil || f.UserAssertionHash != "" {
+		return false
+	}
+	app, isApp := strings.CutSuffix(partition, appSuffix)
+	if !isApp {
+		return f.HomeAccountID == partition
+	}
+	want := f.ClientID + "_" + f.Realm
+	if f.ExtCacheKey != "" {
+		want += "_" + f.ExtCacheKey
+	}
+	return f.HomeAccountID == "" && f.ClientID != "" && app == want
 }
 
 // openRaw connects to Redis without client-side caching.

@@ -254,4 +254,24 @@ func TestInspectFindsForeignEntries(t *testing.T) {
 	if want := entries(snapB); in.foreign != want || want == 0 {
 		t.Errorf("foreign entries %d, want %d (user B's entries in user A's partition)", in.foreign, want)
 	}
+
+	// A wrong writer whose partition function agrees with itself: B's
+	// entries, marked with A's key as their user_assertion_hash, are A's
+	// by msaljson's rule (on-behalf-of first). The check reads their
+	// home_account_id.
+	tagged := tagEntries(t, snapB, "user_assertion_hash", a)
+	if got := tagged.Partition(a, nil); entries(got) != entries(snapB) {
+		t.Fatalf("the writer's partition function gives A %d of the %d tagged entries; the plant needs all", entries(got), entries(snapB))
+	}
+	value = append(versionA, recordfmt.Seal(headA, msaljson.Union(snapA, tagged).Encode(), recordfmt.StoreKey(e.prefix, a), keys)...)
+	if err := client.Do(ctx, client.B().Set().Key(recordfmt.StoreKey(e.prefix, a)).Value(string(value)).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	in, err = inspect(ctx, e.redisURL, e.prefix, e.key, partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := entries(snapB); in.foreign != want {
+		t.Errorf("foreign entries %d, want %d (user B's entries in user A's partition, tagged as A's)", in.foreign, want)
+	}
 }

@@ -51,6 +51,13 @@ func TestCacheStandalone(t *testing.T) {
 	dcachetest.Run(t, redisStores(srv.URL(), srv))
 }
 
+// TestCacheRollingRotation runs the rolling key rotation (replicas on
+// different key lists) over a standalone redis-server.
+func TestCacheRollingRotation(t *testing.T) {
+	srv := redistest.Start(t)
+	dcachetest.RollingRotation(t, redisStores(srv.URL(), srv))
+}
+
 // TestCacheCluster runs them over a local 3-master Redis Cluster.
 func TestCacheCluster(t *testing.T) {
 	c := redistest.StartCluster(t)

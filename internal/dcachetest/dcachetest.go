@@ -307,6 +307,19 @@ func (f *Failing) Set(down, hang bool) {
 	}
 }
 
+// Lose takes the store down and reports the lost connection (the notice
+// ""), as redisstore does when Redis goes away: every client's copy of
+// every partition is then to be read again.
+func (f *Failing) Lose() {
+	f.mu.Lock()
+	f.down, f.hang = true, false
+	notify := f.notify
+	f.mu.Unlock()
+	if notify != nil {
+		notify("")
+	}
+}
+
 // Calls is how many calls the store received.
 func (f *Failing) Calls() int64 { return f.calls.Load() }
 

@@ -32,6 +32,13 @@ func Run(t *testing.T, newStore NewStore) {
 		"Expiry":       Expiry,
 		"Encrypted":    Encrypted,
 		"Rotation":     Rotation,
+		"SignInAgain":  SignInAgain,
+		"RefreshAcrossSignOut": func(t *testing.T, s NewStore) {
+			RefreshAcrossSignOut(t, s, false)
+		},
+		"OutageOrder":           func(t *testing.T, s NewStore) { OutageOrder(t, s, 20) },
+		"AppSignOut":            AppSignOut,
+		"SignOutInDuringOutage": SignOutInDuringOutage,
 	} {
 		t.Run(name, func(t *testing.T) { f(t, newStore) })
 	}

@@ -295,6 +295,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, t *tenant) 
 		return
 	}
 	resp := s.issueTokens(is)
+	if grant == grantRefreshToken {
+		s.holdRefresh(r, is.username)
+	}
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, resp)
 }

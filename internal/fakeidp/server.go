@@ -151,6 +151,7 @@ type Server struct {
 	issued        []*deviceAuth          // not yet approved/denied, in issue order (for Pending)
 	grants        map[grantKey]string    // tenant+user+client -> refresh token
 	refresh       map[string]grantKey    // refresh token -> tenant+user+client
+	hold          *refreshHold           // see HoldRefreshes; nil: answers go at once
 }
 
 type grantKey struct{ tenant, username, clientID string }
@@ -247,7 +248,11 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true // no handler starts after this
+		hold := s.hold
+		s.hold = nil
 		s.mu.Unlock()
+		// A held answer does not keep Close waiting.
+		hold.release()
 		_ = s.http.Close() // the only error is the listener's close error
 		<-s.served
 		s.handlers.Wait()

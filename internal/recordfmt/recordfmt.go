@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/msalcache/msalcache/internal/seal"
@@ -40,15 +41,35 @@ func MarkerKey(prefix string) string { return prefix + "store-marker" }
 //	26      n     the partition's MSAL cache JSON
 //
 // The format version is never 1: a sealed blob (package seal) begins with
-// 1, so a reader can tell a plain record from a sealed one.
+// 1, so a reader can tell a plain record from a sealed one. A later format
+// takes the next number below 32 (maxVersion), for records and sealed blobs
+// alike, so that a reader tells a value of a newer format (which a newer
+// reader wrote, and which must not be overwritten) from a value that is no
+// record at all (text, for instance, begins with 32 or more).
 const (
 	version     = 2
+	maxVersion  = 31
 	headerLen   = 26
 	flagRemoved = 1
 )
 
-// ErrFormat means that a value opened but is not a record of this format.
-var ErrFormat = errors.New("not a partition record")
+// The errors of Open. Each says why a value is not read, so that a writer
+// can tell a value it may overwrite (ErrFormat, seal.ErrOpen: damaged, or
+// not a record) from one it must leave to a reader that can read it
+// (ErrSealed, ErrNewer).
+var (
+	// ErrFormat means that a value opened (or needs no opening) but is not
+	// a record of this format: garbage, truncated, or a plain record where
+	// the reader expects sealed ones.
+	ErrFormat = errors.New("not a partition record")
+	// ErrSealed means that the value is sealed with a key the reader does
+	// not hold: it has no keys, or not that key id. A reader with that key
+	// can read it.
+	ErrSealed = errors.New("sealed with a key this reader does not hold")
+	// ErrNewer means that the value is of a newer format version than the
+	// reader knows: a newer release wrote it.
+	ErrNewer = errors.New("a newer record format than this reader knows")
+)
 
 // A Header is a record's fields before its MSAL cache JSON.
 type Header struct {
@@ -82,18 +103,38 @@ func Seal(h Header, js []byte, skey string, keys *seal.Keys) []byte {
 	return b
 }
 
-// Open reads what Seal wrote: the header and the MSAL cache JSON. Errors
-// are seal.ErrOpen's or ErrFormat and never include the value.
+// Open reads what Seal wrote: the header and the MSAL cache JSON. An error
+// wraps ErrSealed, ErrNewer, ErrFormat or seal.ErrOpen (sealed with a key
+// the reader holds, but tampered, truncated or moved to another store key),
+// and never includes the value. With no keys, a sealed blob is ErrSealed,
+// never read as a record.
 func Open(value []byte, skey string, keys *seal.Keys) (Header, []byte, error) {
 	b := value
-	if keys != nil {
+	if id, sealed := seal.KeyID(value); sealed {
+		if keys == nil {
+			return Header{}, nil, fmt.Errorf("%w: key id %x, and no keys are configured", ErrSealed, id)
+		}
 		var err error
-		if b, err = keys.Open(value, []byte(skey)); err != nil {
+		b, err = keys.Open(value, []byte(skey))
+		if errors.Is(err, seal.ErrUnknownKey) {
+			return Header{}, nil, fmt.Errorf("%w: key id %x is not among the configured keys", ErrSealed, id)
+		}
+		if err != nil {
 			return Header{}, nil, err
 		}
+	} else if keys != nil && len(value) > 0 && value[0] == version {
+		// Not trusted: anyone who can write to the store can write it.
+		return Header{}, nil, fmt.Errorf("%w: a plain record where sealed ones are expected", ErrFormat)
 	}
-	if len(b) < headerLen || b[0] != version {
-		return Header{}, nil, ErrFormat
+	switch {
+	case len(b) == 0:
+		return Header{}, nil, fmt.Errorf("%w: empty", ErrFormat)
+	case b[0] > version && b[0] <= maxVersion:
+		return Header{}, nil, fmt.Errorf("%w: version %d (this reader knows %d)", ErrNewer, b[0], version)
+	case b[0] != version:
+		return Header{}, nil, fmt.Errorf("%w: unknown format", ErrFormat)
+	case len(b) < headerLen:
+		return Header{}, nil, fmt.Errorf("%w: %d bytes is too short", ErrFormat, len(b))
 	}
 	h := Header{
 		Gen:     binary.BigEndian.Uint64(b[1:]),

@@ -31,7 +31,7 @@ func TestSealOpen(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range [][]byte{nil, {2, 0, 0}, append([]byte{1}, make([]byte, 30)...), append([]byte{3}, make([]byte, 30)...)} {
+	for _, bad := range [][]byte{nil, {2, 0, 0}, append([]byte{1}, make([]byte, 30)...), append([]byte{32}, make([]byte, 30)...)} {
 		if _, _, err := Open(bad, "p:a", nil); !errors.Is(err, ErrFormat) {
 			t.Errorf("Open(%v): %v, want ErrFormat", bad, err)
 		}

@@ -40,6 +40,11 @@ const (
 // store key, or sealed with a key that is not configured.
 var ErrOpen = errors.New("seal: the blob does not open with the configured keys")
 
+// ErrUnknownKey is returned by Open (wrapped with ErrOpen) for a blob
+// sealed with a key that is not configured: another holder of the right
+// key can open it, so it is not damaged.
+var ErrUnknownKey = errors.New("sealed with a key that is not configured")
+
 type key struct {
 	id   [idSize]byte
 	aead cipher.AEAD
@@ -120,7 +125,18 @@ func (k *Keys) Open(blob, ad []byte) ([]byte, error) {
 		}
 		return pt, nil
 	}
-	return nil, fmt.Errorf("%w: sealed with key id %x, which is not configured", ErrOpen, id)
+	return nil, fmt.Errorf("%w: %w (key id %x)", ErrOpen, ErrUnknownKey, id)
+}
+
+// KeyID reports whether blob has the form of a sealed blob (this format's
+// version byte, and long enough), and the id of the key that sealed it (the
+// first 8 bytes of SHA-256 of the key: it names the key, it does not reveal
+// it). It does not check that blob opens.
+func KeyID(blob []byte) (id [idSize]byte, ok bool) {
+	if len(blob) < Overhead || blob[0] != version {
+		return id, false
+	}
+	return [idSize]byte(blob[1:headerLen]), true
 }
 
 // SealedWithFirst reports whether blob names the first key as the one that

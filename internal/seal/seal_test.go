@@ -127,3 +127,29 @@ func TestSealedWithFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownKey: a blob sealed with a key that is not configured says so
+// (ErrUnknownKey, wrapped with ErrOpen), unlike a damaged one; KeyID names
+// the key of a blob of the sealed form without opening it.
+func TestUnknownKey(t *testing.T) {
+	k, _ := New(keyOf(1))
+	other, _ := New(keyOf(2))
+	blob := k.Seal([]byte("x"), []byte("a"))
+	if _, err := other.Open(blob, []byte("a")); !errors.Is(err, ErrUnknownKey) || !errors.Is(err, ErrOpen) {
+		t.Errorf("another key: %v, want ErrUnknownKey and ErrOpen", err)
+	}
+	damaged := bytes.Clone(blob)
+	damaged[len(damaged)-1] ^= 1
+	if _, err := k.Open(damaged, []byte("a")); errors.Is(err, ErrUnknownKey) || !errors.Is(err, ErrOpen) {
+		t.Errorf("damaged: %v, want ErrOpen only", err)
+	}
+	id, ok := KeyID(blob)
+	if !ok || id != k.keys[0].id {
+		t.Errorf("KeyID = %x, %v; want %x", id, ok, k.keys[0].id)
+	}
+	for _, b := range [][]byte{nil, blob[:Overhead-1], append([]byte{2}, blob[1:]...)} {
+		if _, ok := KeyID(b); ok {
+			t.Errorf("KeyID(%x) reports a sealed blob", b)
+		}
+	}
+}

@@ -13,10 +13,14 @@
 // (RESEAL_REDIS or --redis), PostgreSQL (RESEAL_POSTGRES or --postgres), or
 // both: the tandem, scanned on PostgreSQL. URLs are never printed either.
 //
-// The safe sequence: deploy [new, old] on every replica; run reseal until
-// it says it is done; run it with --dry-run: "old-key 0" means dropping the
-// old key signs nobody out; then deploy [new]. --limit stops a run after
-// about that many partitions and prints the --cursor that continues it.
+// For examples/web-app, give its --key list (new first) and --web-app: it
+// seals its token cache with keys derived from those.
+//
+// The safe sequence: deploy [old, new] on every replica, then [new, old]
+// on every replica; run reseal until it says it is done; run it with
+// --dry-run: "old-key 0" means dropping the old key signs nobody out; then
+// deploy [new]. --limit stops a run after about that many partitions and
+// prints the --cursor that continues it.
 //
 // Exit status: 0 when the run ended (done, or stopped at --limit), 1 on an
 // error (the counts so far and the cursor to resume are printed), 2 for a
@@ -39,6 +43,7 @@ import (
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/distributed/pgstore"
 	"github.com/msalcache/msalcache/distributed/redisstore"
+	"github.com/msalcache/msalcache/internal/appkey"
 )
 
 // Environment variables read for the secrets (and the URLs, which may hold
@@ -61,7 +66,7 @@ type options struct {
 	keysFile, prefix, cursor     string
 	ttl, timeout                 time.Duration
 	limit, batch                 int
-	dryRun                       bool
+	dryRun, webApp               bool
 }
 
 // usageError is a wrong invocation: exit status 2.
@@ -85,6 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.batch, "batch", 100, "keys listed per scan")
 	fs.StringVar(&o.cursor, "cursor", "", "continue the run that printed this cursor")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "count only, write nothing")
+	fs.BoolVar(&o.webApp, "web-app", false, "the keys are examples/web-app's --key list: reseal its token cache, whose keys it derives from them")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -99,6 +105,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		fmt.Fprintf(stderr, "reseal: %v\n", err)
 		return 2
+	}
+	if o.webApp {
+		// The web app seals its token cache with a key derived from each
+		// of its keys (one key a purpose).
+		keys = appkey.Derive(keys, appkey.Tokens)
 	}
 	if o.limit < 0 || o.batch <= 0 {
 		fmt.Fprintln(stderr, "reseal: --limit must be 0 or more and --batch positive")

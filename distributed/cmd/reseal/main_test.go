@@ -18,6 +18,7 @@ import (
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/distributed/pgstore"
 	"github.com/msalcache/msalcache/distributed/redisstore"
+	"github.com/msalcache/msalcache/internal/appkey"
 	"github.com/msalcache/msalcache/internal/pgtest"
 	"github.com/msalcache/msalcache/internal/recordfmt"
 	"github.com/msalcache/msalcache/internal/redistest"
@@ -143,6 +144,47 @@ func TestCommand(t *testing.T) {
 	}
 	if after, _, _ := store.Load(ctx, strayKey); !bytes.Equal(after, strayBefore) {
 		t.Error("the partition sealed with a key not given was changed")
+	}
+}
+
+// TestWebApp: with --web-app, the keys given are the web app's, and the
+// partitions sealed with the key it derives from the old one for its token
+// cache are resealed with the one it derives from the new one.
+func TestWebApp(t *testing.T) {
+	const prefix = "webapp-reseal:"
+	redisURL := redistest.Start(t).URL()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store, err := redisstore.Open(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	kOld, kNew := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	derived := func(k []byte) *seal.Keys {
+		s, err := seal.New(appkey.Derive([][]byte{k}, appkey.Tokens)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	skey := recordfmt.StoreKey(prefix, "uid.tid")
+	js := []byte(`{"AccessToken":{"a":{}}}`)
+	if err := store.Store(ctx, skey, recordfmt.Seal(recordfmt.Header{Gen: 3}, js, skey, derived(kOld)), 0, distributed.NewVersion(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	env := map[string]string{envRedis: redisURL, envKeys: b64(kNew) + "," + b64(kOld)}
+	var out, errOut bytes.Buffer
+	if code := run(ctx, []string{"--prefix", prefix, "--web-app"}, func(k string) string { return env[k] }, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, &out, &errOut)
+	}
+	v, _, err := store.Load(ctx, skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, got, err := recordfmt.Open(v, skey, derived(kNew)); err != nil || h.Gen != 3 || !bytes.Equal(got, js) {
+		t.Errorf("after the run: %+v, %q, %v; want the record, sealed with the web app's new token-cache key\n%s", h, got, err, &out)
 	}
 }
 

@@ -1,0 +1,308 @@
+package distributed
+
+import (
+	"time"
+
+	"github.com/msalcache/msalcache/internal/msaljson"
+)
+
+// This file is every way a write and a sign-out are ordered: a sign-out is
+// undone only by a write whose request began after it (a sign-in after
+// it).
+//
+// MSAL Go passes the caller's ctx to Replace and Export. A silent call
+// Replaces the partition at its start and, if it must refresh, again right
+// before its Export, after the identity provider answered (up to 30 s
+// later); a sign-in (AcquireTokenByAuthCode) Replaces it only right before
+// its Export. So a request is known by ctx.Done(), one channel per net/http
+// request (shared by the contexts derived from it), and a view logs, per
+// partition, which requests read it and when (readLog). A ctx whose Done is
+// nil (context.Background) has no identity: its reads are pooled, and a
+// write through it is judged conservatively (as begun at the earliest such
+// read within inFlight).
+//
+// Two rules use what the log says:
+//
+//   - In the view (view.changes), with no clock: a write whose request read
+//     the partition alive, into a partition the view now knows removed (it
+//     read the tombstone, or a removal kept during an outage), is a
+//     refresh that was in flight across the sign-out: dropped. A write
+//     whose request never read it alive (a sign-in after the sign-out) is
+//     stored.
+//   - In the store (order, at each compare-and-set), for the writes the
+//     view could not judge (kept during an outage, or the view had not
+//     seen the tombstone yet): by time, against the store's record. A
+//     tombstone holds when the partition was removed; a live record when
+//     its generation began and the removal it follows. A write that began
+//     after that removal is stored; one that began before is dropped. A
+//     removal kept during an outage does not remove a generation that
+//     began after it.
+//
+// App-token partitions (a daemon's) have no drop rule: removing one only
+// makes the next call get a new token, and a token in flight is as good as
+// a new one.
+
+// inFlight bounds how long an MSAL call that read a partition may take to
+// write what it got: MSAL Go gives each HTTP request 30 s when the caller's
+// ctx has no deadline.
+const inFlight = 30*time.Second + 5*time.Second
+
+// logSlots is how many requests reading one partition at once a readLog
+// tells apart; more are pooled with the anonymous ones.
+const logSlots = 8
+
+// maxKept bounds the writes kept for one partition during an outage.
+const maxKept = 8
+
+// A readLog is what a view knows of the reads of one user partition by the
+// requests that may still write it. It outlives the partition's place in
+// the working set (an eviction during a refresh must not forget that the
+// refresh read it alive), and is dropped once unused for inFlight. It is
+// guarded by its view's lock.
+type readLog struct {
+	reqs [logSlots]reqRead
+	// The span of alive reads by anonymous requests, and by requests that
+	// no longer fit in reqs.
+	anonFirst, anonLast time.Time
+	used                time.Time // the last read
+}
+
+// reqRead is one request's reads of a partition.
+type reqRead struct {
+	done        <-chan struct{} // the request (nil: a free slot)
+	first, last time.Time       // its first and last read
+	aliveAt     time.Time       // its last read that found the partition alive (zero: none)
+}
+
+// A reader is a request that reads a partition (done: its ctx.Done()), and
+// when its read began (before any store call: what it read is at least
+// that old).
+type reader struct {
+	done <-chan struct{}
+	at   time.Time
+}
+
+// read records that rd read the partition, alive or not. It does not
+// allocate: it runs on every silent hit.
+func (l *readLog) read(rd reader, alive bool) {
+	done, now := rd.done, rd.at
+	if now.After(l.used) {
+		l.used = now
+	}
+	if done == nil {
+		if alive {
+			l.pool(now, now, now)
+		}
+		return
+	}
+	for i := range l.reqs {
+		r := &l.reqs[i]
+		if r.done != done {
+			continue
+		}
+		if now.Sub(r.last) >= inFlight {
+			// A ctx that outlives calls (a worker's): a read this old
+			// belongs to an earlier call.
+			*r = reqRead{done: done, first: now}
+		}
+		// Reads are logged when they end: a slow one may come last.
+		if now.Before(r.first) {
+			r.first = now
+		}
+		if now.After(r.last) {
+			r.last = now
+		}
+		if alive && now.After(r.aliveAt) {
+			r.aliveAt = now
+		}
+		return
+	}
+	slot, oldest := -1, 0
+	for i := range l.reqs {
+		r := &l.reqs[i]
+		if r.done == nil || now.Sub(r.last) >= inFlight || ended(r.done) {
+			slot = i
+			break
+		}
+		if r.last.Before(l.reqs[oldest].last) {
+			oldest = i
+		}
+	}
+	if slot < 0 {
+		// Every slot is a request still running: the oldest is pooled.
+		slot = oldest
+		if r := l.reqs[slot]; now.Sub(r.aliveAt) < inFlight {
+			l.pool(r.first, r.aliveAt, now)
+		}
+	}
+	l.reqs[slot] = reqRead{done: done, first: now, last: now}
+	if alive {
+		l.reqs[slot].aliveAt = now
+	}
+}
+
+// pool adds alive reads from first to last to the anonymous span.
+func (l *readLog) pool(first, last, now time.Time) {
+	if now.Sub(l.anonLast) >= inFlight {
+		l.anonFirst = first
+	} else if first.Before(l.anonFirst) {
+		l.anonFirst = first
+	}
+	if last.After(l.anonLast) {
+		l.anonLast = last
+	}
+}
+
+// request returns when the request done began, as far as its reads of the
+// partition tell (its first read; at most inFlight ago), and whether it
+// read the partition alive. For an anonymous request, or one the log does
+// not know, it answers conservatively: begun at the earliest alive read of
+// the pool within inFlight, and alive, if there is one; else now, not
+// alive.
+func (l *readLog) request(done <-chan struct{}, now time.Time) (began time.Time, alive bool) {
+	horizon := now.Add(-inFlight)
+	if done != nil {
+		for _, r := range l.reqs {
+			if r.done == done && r.last.After(horizon) {
+				return later(r.first, horizon), r.aliveAt.After(horizon)
+			}
+		}
+	}
+	if l.anonLast.After(horizon) {
+		return later(l.anonFirst, horizon), true
+	}
+	return now, false
+}
+
+// ceilMilli is t rounded up to the millisecond, as a tombstone stores it:
+// a write that began before the removal never seems to begin after it.
+func ceilMilli(t time.Time) time.Time {
+	f := time.UnixMilli(t.UnixMilli())
+	if f.Before(t) {
+		f = f.Add(time.Millisecond)
+	}
+	return f
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// ended reports whether a request's ctx is done: a request that ended
+// writes nothing more.
+func ended(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
+// A verdict is what order decided for a write.
+type verdict int
+
+const (
+	storeIt   verdict = iota // store the record order returned
+	unchanged                // the store already says it: nothing to store
+	dropIt                   // the write is ordered before a removal (or a removal before a sign-in): dropped
+)
+
+// order decides what a write (or a removal) w makes of the store's record
+// theirs (exists false: the store holds none), by the rules of this file.
+// newGen makes a new generation.
+func order(w *pendingWrite, theirs record, exists bool) (record, verdict) {
+	app := msaljson.IsAppPartition(w.key)
+	if w.remove {
+		t := w.began
+		switch {
+		case exists && theirs.removed && !t.After(theirs.at):
+			return theirs, unchanged // removed since, later: that tombstone stands
+		case exists && !theirs.removed && theirs.at.After(t):
+			if w.kept && !app {
+				// Signed in again after this sign-out (kept during an
+				// outage): the newer sign-in stands.
+				return theirs, dropIt
+			}
+			// Called now: whatever the store holds is signed out,
+			// whichever clock stamped it.
+			t = theirs.at.Add(time.Millisecond)
+		}
+		return record{gen: newGen(), removed: true, at: ceilMilli(t), snap: msaljson.Empty}, storeIt
+	}
+	switch {
+	case !exists:
+		return record{gen: newGen(), at: w.began, snap: msaljson.Merge(w.base, w.ours, msaljson.Empty)}, storeIt
+	case theirs.removed:
+		if !app && !w.began.After(theirs.at) {
+			return theirs, dropIt // begun before the sign-out: a refresh in flight, or a write kept during an outage
+		}
+		// A new generation after the removal: what MSAL held from before
+		// it is not brought back.
+		return record{gen: newGen(), at: w.began, after: theirs.at, snap: fresh(w.base, w.ours)}, storeIt
+	case !app && !w.began.After(theirs.after):
+		return theirs, dropIt // begun before the removal this generation follows
+	}
+	out := record{gen: theirs.gen, at: theirs.at, after: theirs.after, snap: msaljson.Merge(w.base, w.ours, theirs.snap)}
+	if out.snap.Equal(theirs.snap) {
+		return theirs, unchanged
+	}
+	return out, storeIt
+}
+
+// noSecret are the sections of MSAL's cache that hold no token: an
+// account's description and the app's metadata.
+var noSecret = []string{"Account", "AppMetadata"}
+
+// fresh is the content of a new generation written by a write based on
+// base: only what the write changed (what MSAL held from before the
+// removal, untouched, stays removed), and the entries that hold no secret,
+// which a sign-in writes again unchanged and MSAL needs.
+func fresh(base, ours *msaljson.Snapshot) *msaljson.Snapshot {
+	if base == nil {
+		base = msaljson.Empty
+	}
+	trimmed := &msaljson.Snapshot{Scalars: base.Scalars, Sections: map[string]map[string]string{}}
+	for name, section := range base.Sections {
+		trimmed.Sections[name] = section
+	}
+	for _, name := range noSecret {
+		delete(trimmed.Sections, name)
+	}
+	return msaljson.Merge(trimmed, ours, msaljson.Empty)
+}
+
+// keptWrites are the writes of one partition kept during an outage, in the
+// order they were made, written back in that order: at most one removal,
+// first, then writes. Guarded by the Cache's lock.
+type keptWrites []*pendingWrite
+
+// add returns q with w after its writes. A removal supersedes every write
+// and removal kept before it (each is ordered before it: the removal
+// stands whatever they do). Past maxKept, the two newest writes become one,
+// begun when the first of them began (the oldest may be being written
+// back).
+func (q keptWrites) add(w *pendingWrite) keptWrites {
+	w.kept = true
+	if w.remove {
+		return keptWrites{w}
+	}
+	q = append(q, w)
+	if len(q) <= maxKept {
+		return q
+	}
+	n := len(q)
+	a, b := q[n-2], q[n-1]
+	both := &pendingWrite{
+		key: a.key, skey: a.skey, base: a.base, baseGen: a.baseGen,
+		ours: msaljson.Merge(b.base, b.ours, a.ours), began: a.began, kept: true,
+	}
+	if b.began.Before(a.began) {
+		both.began = b.began
+	}
+	q[n-2] = both
+	return q[:n-1]
+}
