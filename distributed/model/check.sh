@@ -48,14 +48,18 @@ for cfg in "-DSCENARIO_A" "-DSCENARIO_B" "-DSCENARIO_C" "-DSCENARIO_D" "-DSCENAR
 	fi
 done
 
-# Variants: DEFINES|the check that must catch it.
+# Variants: DEFINES|the check that must catch it. CODE is the code on main
+# where it differs from the protocol checked above (see partition.pml):
+# when the code is fixed, the CODE runs move to the list above.
 for v in "-DITEM1 -DSCENARIO_A|keptWriteLost" \
 	"-DITEM2 -DSCENARIO_D|signOutUndone" \
 	"-DITEM3 -DSCENARIO_B|signOutUndone" \
 	"-DITEM4 -DSCENARIO_A|signOutUndone" \
 	"-DITEM10 -DSCENARIO_A -DROTATION|overwritesUnread" \
 	"-DLEADAT -DSCENARIO_C|signOutUndone" \
-	"-DLEADAFTER -DSCENARIO_C|signOutUndone"; do
+	"-DLEADAFTER -DSCENARIO_C|signOutUndone" \
+	"-DCODE -DSCENARIO_B|keptWriteLost" \
+	"-DCODE -DSCENARIO_C|signOutUndone"; do
 	cfg=${v%|*} want=${v#*|}
 	run $cfg
 	if [ "$(errors)" != 0 ] && grep -q "assertion violated.*($want)" out.txt; then

@@ -82,6 +82,26 @@
  *   LEADAT  the merge into a live generation keeps its At: a kept sign-out
  *           older than a write merged into a newer generation is dropped,
  *           and that write survives it (SIGNOUT).
+ *   LEADAFTER  a sign-out dropped because the store's generation began
+ *           after it leaves the generation's After as it was: a write begun
+ *           before the sign-out is merged afterwards (SIGNOUT).
+ *   CODE    the rules as built on main (order.go order, write.go write,
+ *           keptWrites.add): a sign-out not kept tombstones whatever the
+ *           store holds (at its At + 1 ms); a kept one is dropped by a newer
+ *           generation without raising After (LEADAFTER); a merge keeps At
+ *           (LEADAT); a write goes to the store whenever the store is up,
+ *           ahead of the writes kept for its partition; a write over what
+ *           its replica cannot read is withheld (dropped: counted and
+ *           warned, Export returns nil; not a loss for KEPT here).
+ *           Caught in scenario B (KEPT: a sign-in right after the store
+ *           returns overtakes the kept sign-out, is merged into the old
+ *           generation, and the sign-out's write-back removes it) and C
+ *           (SIGNOUT, LEADAT with a kept sign-out).
+ *
+ * The protocol checked (no variant) is PROTOCOL's design as order.go
+ * builds it, except where CODE says, with two amendments (see LEADAT,
+ * LEADAFTER) and a write made while writes are kept for its partition
+ * kept behind them (write.go write).
  */
 
 #define NR 2           /* replicas 0, 1 */
@@ -140,7 +160,7 @@ byte vEpoch[NR];       /* evictions so far (ITEM4: the log kept in the part) */
 /* Each replica's kept writes (Cache.pending[key]), oldest first. */
 byte qn[NR];
 bool qTaken[NR];       /* writeBack holds the head between taking and writing */
-bool qRem[NR*NQ];
+byte qRem[NR*NQ];    
 byte qBegan[NR*NQ];    /* began: a removal's call time, a write's earliest read */
 bool qAlive[NR*NQ];    /* its request read the partition alive */
 byte qBase[NR*NQ];
@@ -165,11 +185,11 @@ bool overwritesUnread; /* UNREAD */
 #define merge(base, ours, theirs) (((theirs) & ~((base) & ~(ours))) | ((ours) & ~(base)))
 
 /* timed: a timed event takes the next value of the clock. */
-#define timed() now++
+#define timed() now = now + 2 /* odd values: a millisecond after an event (order's +1 ms) */
 
 /* changed: the store changed: every view reads it again at its next
- * Replace (the writer's: view.written, view.stale, forget, writtenBack; the
- * other's: the store's notice, l1.invalidate; a replica cut off: recover). */
+ * Replace (the writer's: writeStore's l1.invalidate, view.written; the
+ * other replica's: the store's notice; a replica cut off: recover). */
 #define changed() vSynced[0] = 0; vSynced[1] = 0
 
 /* Variables only a variant uses stay constant otherwise (fewer states). */
@@ -182,6 +202,16 @@ bool overwritesUnread; /* UNREAD */
 #define newGen() gens++; sGen = gens
 #else
 #define newGen() skip
+#endif
+#ifdef CODE
+/* the code on main: a removal not kept tombstones whatever generation the
+ * store holds; neither amendment; a write goes to the store when it is up,
+ * whatever is kept; a write over what it cannot read is withheld */
+#define CODEDIRECT(rem) ((rem) == 1)
+#define LEADAT
+#define LEADAFTER
+#else
+#define CODEDIRECT(rem) 0
 #endif
 #ifdef ITEM4
 #define evicted(r) vEpoch[r]++
@@ -230,9 +260,10 @@ inline replace(r) {
 	fi
 }
 
-/* logRead: the request's read log after a Replace (the view's read log of
- * its ctx, kept apart from view.parts so eviction keeps it). With ITEM4 it
- * lives in the part: an eviction since the last read forgets it. */
+/* logRead: the request's read log after a Replace (order.go readLog.read
+ * for its ctx.Done(), kept apart from the working set so eviction keeps
+ * it; began is its first read). With ITEM4 it lives in the part: an
+ * eviction since the last read forgets it. */
 inline logRead(r) {
 #ifdef ITEM4
 	if
@@ -266,7 +297,9 @@ inline keep(r, rem, began, alive, base, ours, gen) {
 		fi;
 		qTaken[r] = 0 /* pending[key] is another write now */
 #else
-		/* fixed: an ordered queue */
+		/* fixed: an ordered queue (keptWrites.add); a removal supersedes
+		 * what was kept before it */
+		if :: rem -> qn[r] = 0; qTaken[r] = 0 :: else fi;
 		assert(qn[r] < NQ);
 		printf("   r%d: kept: %d (1: removal) began %d tokens %d\n", r, rem, began, ours);
 		i = r*NQ + qn[r];
@@ -292,7 +325,8 @@ inline tombstone(r, t) {
 	i = 0
 }
 
-/* writeStore: write.go writeStore, one attempt that either takes effect
+/* writeStore: write.go writeStore with order.go order (rule 2), one
+ * attempt that either takes effect
  * (its compare-and-set succeeded) or fails (the store is out for r); res is
  * the outcome. */
 inline writeStore(r, rem, began, alive, base, ours, gen, res) {
@@ -306,7 +340,11 @@ inline writeStore(r, rem, began, alive, base, ours, gen, res) {
 			overwritesUnread = 1;
 			assert(!overwritesUnread)
 #else
+#ifdef CODE
+			res = DROPPED; excused = excused | ours /* withheld: not stored, not kept (counted, warned) */
+#else
 			res = FAILED /* cannot read it: kept until it can (never overwritten) */
+#endif
 #endif
 		:: else ->
 			res = WRITTEN;
@@ -327,7 +365,10 @@ inline writeStore(r, rem, began, alive, base, ours, gen, res) {
 			:: rem && sHas && sRem ->
 				/* keep the later of the two tombstones */
 				if :: began > sAt -> tombstone(r, began) :: else -> tombstone(r, sAt) fi
-			:: rem && sHas && !sRem && sAt > began ->
+			:: rem && sHas && !sRem && sAt > began && CODEDIRECT(rem) ->
+				/* order: called now: whatever the store holds is signed out */
+				tombstone(r, sAt + 1)
+			:: rem && sHas && !sRem && sAt > began && !CODEDIRECT(rem) ->
 				/* a sign-in after it: the removal is dropped */
 #ifndef LEADAFTER
 				/* and what began before it cannot be merged any more */
@@ -380,12 +421,12 @@ inline changes(r, me) {
 #ifdef ITEM1
 	:: vHas[r] && vRem[r] && vAliveAt[r] -> res = DROPPED /* today: read alive within inFlight */
 #else
-	:: vHas[r] && vRem[r] && alive -> res = DROPPED /* rule 1: read alive, now known removed */
+	:: vHas[r] && vRem[r] && alive -> res = DROPPED /* rule 1: readLog.request alive, part removed */
 #endif
 	:: else -> res = WRITTEN
 	fi;
 	if
-	:: res == DROPPED -> vHas[r] = 1; vTok[r] = ours; vSynced[r] = 0; /* write: w.suspect; v.stale */
+	:: res == DROPPED -> vHas[r] = 1; vTok[r] = ours; vSynced[r] = 0; /* pendingWrite.drop; write: v.stale */
 		printf("t=%d r%d: request %d: dropped (read alive, now removed)\n", now, r, me)
 	:: else -> vHas[r] = 1; vRem[r] = 0; vTok[r] = ours; setAliveAt(r, 1); vSynced[r] = 0
 	fi
@@ -399,7 +440,12 @@ inline write(r, me) {
 	:: else ->
 		atomic {
 			if
+#ifndef CODE
 			:: qn[r] > 0 -> res = FAILED /* behind the writes kept before */
+#else
+			:: qn[r] > 0 && down[r] -> res = FAILED
+			:: qn[r] > 0 && !down[r] -> writeStore(r, 0, began, alive, base, ours, gen, res)
+#endif
 			:: else -> writeStore(r, 0, began, alive, base, ours, gen, res) /* FAILED if down: isDown */
 			fi
 		}
@@ -472,7 +518,8 @@ proctype SignOut(byte r) {
 	atomic {
 		timed(); t = now; lastOut = t; outsCalled++;
 		printf("t=%d r%d: sign-out\n", now, r);
-		/* forget: the kept writes, the layer, every view reads it again */
+		/* forget (the layer: every view's copy is stale), and the writes
+		 * kept for it are superseded (delete(c.pending), keptWrites.add) */
 		qn[r] = 0; qTaken[r] = 0; vSynced[r] = 0
 	}
 	writeStore(r, 1, t, 0, 0, 0, 0, res); /* FAILED if down: isDown */
@@ -487,7 +534,8 @@ proctype SignOut(byte r) {
 }
 
 /* WriteBack: outage.go writeBack/flush on replica r: take the oldest kept
- * write, write it, and remove it if it is still the one kept. */
+ * write (firstKept), write it, and remove it if it is still the first kept
+ * (a removal kept meanwhile replaced the queue). */
 proctype WriteBack(byte r) {
 	byte i, rem, began, base, ours, gen, ngen, res;
 	bool alive;
@@ -496,6 +544,7 @@ proctype WriteBack(byte r) {
 		!down[r] && qn[r] > 0 && !qTaken[r] ->
 		i = r*NQ; qTaken[r] = 1;
 		rem = qRem[i]; began = qBegan[i]; alive = qAlive[i];
+		if :: rem -> rem = 2 :: else fi; /* a kept removal (pendingWrite.kept) */
 		base = qBase[i]; ours = qOurs[i]; gen = qGen[i];
 		printf("   r%d: write-back takes a kept %d (1: removal) began %d tokens %d\n", r, rem, began, ours);
 		i = 0
@@ -517,7 +566,7 @@ proctype WriteBack(byte r) {
 		:: else
 		fi;
 		qTaken[r] = 0;
-		vSynced[r] = 0; /* view.writtenBack */
+		vSynced[r] = 0; /* a client handed the kept write reads it again */
 		if :: res == WRITTEN && vHas[r] -> vGen[r] = ngen :: else fi;
 		ngen = 0;
 		rem = 0; began = 0; alive = 0; base = 0; ours = 0; gen = 0; res = 0; i = 0
@@ -563,7 +612,7 @@ init {
 		run SignOut(0); run SignIn(0, 1); run SignIn(1, 2);
 #elif defined(SCENARIO_C)
 		/* signed out at time 1; a sign-in on each replica, a sign-out on one */
-		sRem = 1; sTok = 0; sAt = 1; lastOut = 1; now = 2;
+		sRem = 1; sTok = 0; sAt = 1; lastOut = 1; now = 1;
 		vHas[0] = 0; vTok[0] = 0; vGen[0] = 0; vSynced[0] = 0; setAliveAt(0, 0);
 		running = 3;
 		run SignIn(0, 1); run SignOut(1); run SignIn(1, 2);
