@@ -85,9 +85,8 @@
  *   LEADAFTER  a sign-out dropped because the store's generation began
  *           after it leaves the generation's After as it was: a write begun
  *           before the sign-out is merged afterwards (SIGNOUT).
- *   CODE    the rules as built on main (order.go order, write.go write,
- *           keptWrites.add): a sign-out not kept tombstones whatever the
- *           store holds (at its At + 1 ms); a kept one is dropped by a newer
+ *   CODE    the rules as built on main where they differ (order.go order,
+ *           write.go write): a kept sign-out is dropped by a newer
  *           generation without raising After (LEADAFTER); a merge keeps At
  *           (LEADAT); a write goes to the store whenever the store is up,
  *           ahead of the writes kept for its partition; a write over what
@@ -99,9 +98,10 @@
  *           (SIGNOUT, LEADAT with a kept sign-out).
  *
  * The protocol checked (no variant) is PROTOCOL's design as order.go
- * builds it, except where CODE says, with two amendments (see LEADAT,
- * LEADAFTER) and a write made while writes are kept for its partition
- * kept behind them (write.go write).
+ * builds it (a sign-out not kept tombstones whatever the store holds, at
+ * its At + 1 ms; a kept one supersedes the writes kept before it), except
+ * where CODE says: two amendments (LEADAT, LEADAFTER), and a write made
+ * while writes are kept for its partition is kept behind them.
  */
 
 #define NR 2           /* replicas 0, 1 */
@@ -203,15 +203,14 @@ bool overwritesUnread; /* UNREAD */
 #else
 #define newGen() skip
 #endif
-#ifdef CODE
-/* the code on main: a removal not kept tombstones whatever generation the
- * store holds; neither amendment; a write goes to the store when it is up,
- * whatever is kept; a write over what it cannot read is withheld */
+/* order: a removal not kept (called now) tombstones whatever generation
+ * the store holds; a kept one (rem == 2) may be dropped */
 #define CODEDIRECT(rem) ((rem) == 1)
+#ifdef CODE
+/* the code on main: neither amendment; a write goes to the store when it
+ * is up, whatever is kept; a write over what it cannot read is withheld */
 #define LEADAT
 #define LEADAFTER
-#else
-#define CODEDIRECT(rem) 0
 #endif
 #ifdef ITEM4
 #define evicted(r) vEpoch[r]++
