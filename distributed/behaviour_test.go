@@ -46,6 +46,7 @@ func TestSignInAgain(t *testing.T)           { dcachetest.SignInAgain(t, memoryS
 func TestOutageOrder(t *testing.T)           { dcachetest.OutageOrder(t, memoryStores(), 20) }
 func TestAppSignOut(t *testing.T)            { dcachetest.AppSignOut(t, memoryStores()) }
 func TestSignOutInDuringOutage(t *testing.T) { dcachetest.SignOutInDuringOutage(t, memoryStores()) }
+func TestRefreshWhileCutOff(t *testing.T)    { dcachetest.RefreshWhileCutOff(t, memoryStores()) }
 
 // A refresh in flight across a sign-out, and the same while the working set
 // churns (a small one: the refreshing user's partition is evicted).

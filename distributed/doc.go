@@ -94,7 +94,13 @@
 //     writes kept during an outage) the order is decided by wall-clock
 //     times, so the replicas' clocks must agree to well within the time a
 //     sign-out and the next sign-in take (seconds; NTP keeps them within
-//     milliseconds). Removing an app-token partition (a daemon's) only
+//     milliseconds). A token refresh never starts a new generation over a
+//     sign-out, whatever the clocks say: a request that read the partition
+//     before its token request (a silent call) is a refresh, and only a
+//     request that read it just before its Export (a sign-in: MSAL reads
+//     the partition only then) may. So a replica cut off from the store
+//     that keeps serving a user who signed out elsewhere, and refreshes her
+//     tokens, does not bring her back at the write-back. Removing an app-token partition (a daemon's) only
 //     makes the next call get a new token: no write into it is dropped.
 //   - Expiry. A partition expires when no process has used it for the TTL
 //     (WithTTL, default 24 hours; reads renew it at most every quarter of

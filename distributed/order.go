@@ -35,8 +35,10 @@ import (
 //     tombstone holds when the partition was removed; a live record when
 //     its generation began and the removal it follows. A write that began
 //     after that removal is stored; one that began before is dropped. A
-//     removal kept during an outage does not remove a generation that
-//     began after it.
+//     refresh (a request that read the partition alive before its last
+//     read) never starts a new generation over a tombstone, whatever the
+//     clocks say: only a sign-in does. A removal kept during an outage
+//     does not remove a generation that began after it.
 //
 // App-token partitions (a daemon's) have no drop rule: removing one only
 // makes the next call get a new token, and a token in flight is as good as
@@ -72,6 +74,11 @@ type reqRead struct {
 	done        <-chan struct{} // the request (nil: a free slot)
 	first, last time.Time       // its first and last read
 	aliveAt     time.Time       // its last read that found the partition alive (zero: none)
+	// It found the partition alive at a read before its last one: it read
+	// the partition before its token request (a silent call's refresh),
+	// which a sign-in never does (it reads it only right before its
+	// Export).
+	refresh bool
 }
 
 // A reader is a request that reads a partition (done: its ctx.Done()), and
@@ -111,6 +118,9 @@ func (l *readLog) read(rd reader, alive bool) {
 		}
 		if now.After(r.last) {
 			r.last = now
+		}
+		if !r.aliveAt.IsZero() {
+			r.refresh = true
 		}
 		if alive && now.After(r.aliveAt) {
 			r.aliveAt = now
@@ -153,25 +163,33 @@ func (l *readLog) pool(first, last, now time.Time) {
 	}
 }
 
-// request returns when the request done began, as far as its reads of the
-// partition tell (its first read; at most inFlight ago), and whether it
-// read the partition alive. For an anonymous request, or one the log does
-// not know, it answers conservatively: begun at the earliest alive read of
-// the pool within inFlight, and alive, if there is one; else now, not
-// alive.
-func (l *readLog) request(done <-chan struct{}, now time.Time) (began time.Time, alive bool) {
+// A requestReads is what a readLog tells of one request's reads of its
+// partition (see readLog.request).
+type requestReads struct {
+	began   time.Time // its first read (at most inFlight ago)
+	alive   bool      // it read the partition alive
+	refresh bool      // it read it alive before its last read: a refresh, not a sign-in
+}
+
+// request returns what the log tells of the request done's reads. For an
+// anonymous request, or one the log does not know, it answers
+// conservatively: begun at the earliest alive read of the pool within
+// inFlight, alive, and a refresh, if there is one; else begun now, a
+// request that read nothing alive.
+func (l *readLog) request(done <-chan struct{}, now time.Time) requestReads {
 	horizon := now.Add(-inFlight)
 	if done != nil {
 		for _, r := range l.reqs {
 			if r.done == done && r.last.After(horizon) {
-				return later(r.first, horizon), r.aliveAt.After(horizon)
+				alive := r.aliveAt.After(horizon)
+				return requestReads{began: later(r.first, horizon), alive: alive, refresh: alive && r.refresh}
 			}
 		}
 	}
 	if l.anonLast.After(horizon) {
-		return later(l.anonFirst, horizon), true
+		return requestReads{began: later(l.anonFirst, horizon), alive: true, refresh: true}
 	}
-	return now, false
+	return requestReads{began: now}
 }
 
 // ceilMilli is t rounded up to the millisecond, as a tombstone stores it:
@@ -240,6 +258,12 @@ func order(w *pendingWrite, theirs record, exists bool) (record, verdict) {
 		if !app && !w.began.After(theirs.at) {
 			return theirs, dropIt // begun before the sign-out: a refresh in flight, or a write kept during an outage
 		}
+		if !app && w.refresh {
+			// A refresh of tokens read before the sign-out, by a replica
+			// that did not know of it (cut off from the store): whatever
+			// the clocks say, only a sign-in starts a new generation.
+			return theirs, dropIt
+		}
 		// A new generation after the removal: what MSAL held from before
 		// it is not brought back.
 		return record{gen: newGen(), at: w.began, after: theirs.at, snap: fresh(w.base, w.ours)}, storeIt
@@ -299,6 +323,7 @@ func (q keptWrites) add(w *pendingWrite) keptWrites {
 	both := &pendingWrite{
 		key: a.key, skey: a.skey, base: a.base, baseGen: a.baseGen,
 		ours: msaljson.Merge(b.base, b.ours, a.ours), began: a.began, kept: true,
+		refresh: a.refresh || b.refresh, // a refresh in it must not start a generation
 	}
 	if b.began.Before(a.began) {
 		both.began = b.began

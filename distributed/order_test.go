@@ -23,11 +23,11 @@ func TestReadLogOverflow(t *testing.T) {
 		l.read(reader{ctx.Done(), t0.Add(time.Duration(i) * time.Millisecond)}, true)
 	}
 	now := t0.Add(time.Second)
-	began, alive := l.request(dones[0], now)
+	began, alive := req2(l.request(dones[0], now))
 	if !alive || began.After(t0) {
 		t.Errorf("the request that no longer fits: began %v after its read, alive %v; want at or before it, alive", began.Sub(t0), alive)
 	}
-	if began, alive := l.request(dones[logSlots], now); !alive || !began.Equal(t0.Add(logSlots*time.Millisecond)) {
+	if began, alive := req2(l.request(dones[logSlots], now)); !alive || !began.Equal(t0.Add(logSlots*time.Millisecond)) {
 		t.Errorf("the last request: began %v, alive %v", began.Sub(t0), alive)
 	}
 	// A sign-in: read the tombstone only, after the others ended.
@@ -43,21 +43,51 @@ func TestReadLogOverflow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fresh.read(reader{ctx.Done(), now}, false)
-	if began, alive := fresh.request(ctx.Done(), now); alive || !began.Equal(now) {
+	if began, alive := req2(fresh.request(ctx.Done(), now)); alive || !began.Equal(now) {
 		t.Errorf("a sign-in after %d ended requests: began %v, alive %v; want now, not alive", 3*logSlots, began.Sub(t0), alive)
 	}
 	// Anonymous requests: the earliest alive read within inFlight.
 	var anon readLog
 	anon.read(reader{nil, t0}, true)
 	anon.read(reader{nil, t0.Add(10 * time.Second)}, true)
-	if began, alive := anon.request(nil, t0.Add(20*time.Second)); !alive || !began.Equal(t0) {
+	if began, alive := req2(anon.request(nil, t0.Add(20*time.Second))); !alive || !began.Equal(t0) {
 		t.Errorf("anonymous: began %v, alive %v", began.Sub(t0), alive)
 	}
-	if began, alive := anon.request(nil, t0.Add(40*time.Second)); !alive || !began.Equal(t0.Add(5*time.Second)) {
+	if began, alive := req2(anon.request(nil, t0.Add(40*time.Second))); !alive || !began.Equal(t0.Add(5*time.Second)) {
 		t.Errorf("anonymous, 40 s on: began %v, alive %v; want 5s (inFlight ago), alive", began.Sub(t0), alive)
 	}
-	if _, alive := anon.request(nil, t0.Add(10*time.Second+inFlight)); alive {
+	if _, alive := req2(anon.request(nil, t0.Add(10*time.Second+inFlight))); alive {
 		t.Error("anonymous: a read inFlight ago still counts")
+	}
+}
+
+func req2(r requestReads) (time.Time, bool) { return r.began, r.alive }
+
+// A request that read the partition alive before its last read (a silent
+// call that refreshes: Replace at its start, again before its Export) is a
+// refresh; one that read it only once (a sign-in) is not, even when it
+// found it alive (a replica that did not know of the sign-out).
+func TestReadLogRefresh(t *testing.T) {
+	t0 := time.Now()
+	var l readLog
+	refresh, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signIn, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	l.read(reader{refresh.Done(), t0}, true)
+	l.read(reader{signIn.Done(), t0.Add(time.Millisecond)}, true)
+	l.read(reader{refresh.Done(), t0.Add(2 * time.Millisecond)}, true)
+	now := t0.Add(time.Second)
+	if r := l.request(refresh.Done(), now); !r.refresh || !r.alive {
+		t.Errorf("the refresh: %+v, want a refresh", r)
+	}
+	if r := l.request(signIn.Done(), now); r.refresh || !r.alive {
+		t.Errorf("the sign-in: %+v, want alive and not a refresh", r)
+	}
+	var anon readLog
+	anon.read(reader{nil, t0}, true)
+	if r := anon.request(nil, now); !r.refresh {
+		t.Errorf("an anonymous request after an alive read: %+v, want judged a refresh", r)
 	}
 }
 
@@ -113,6 +143,7 @@ func TestOrder(t *testing.T) {
 	remove := func(key string, began int, kept bool) *pendingWrite {
 		return &pendingWrite{key: key, remove: true, began: at(began), kept: kept}
 	}
+	refreshOf := func(w *pendingWrite) *pendingWrite { w.refresh = true; return w }
 	const user, app = "u.t", "c_t_AppTokenCache"
 	for _, tc := range []struct {
 		name   string
@@ -131,6 +162,9 @@ func TestOrder(t *testing.T) {
 				len(s["Account"]) == 1 && len(s["AppMetadata"]) == 1
 		}},
 		{"a write begun before the removal a generation follows is dropped", write(user, 10), live, true, dropIt, nil},
+		{"a refresh begun after the sign-out (a replica that did not know) is dropped", refreshOf(write(user, 11)), tomb, true, dropIt, nil},
+		{"a refresh begun after the removal a generation follows merges", refreshOf(write(user, 15)), live, true, storeIt, nil},
+		{"an app refresh into a tombstone is stored", refreshOf(write(app, 11)), tomb, true, storeIt, nil},
 		{"a write begun after it merges", write(user, 15), live, true, storeIt, func(r record) bool { return r.gen == live.gen && r.snap.Sections["AccessToken"]["new"] != "" }},
 		{"a write into a generation that follows no removal merges", write(user, 1), never, true, storeIt, nil},
 		{"an app write into a tombstone is stored", write(app, 9), tomb, true, storeIt, nil},

@@ -282,7 +282,8 @@ func (v *view) changes(data []byte, key string, req <-chan struct{}, now time.Ti
 		np := &part{snap: ours, gen: gen, used: now, log: v.logOf(k)}
 		alive := false
 		if np.log != nil {
-			w.began, alive = np.log.request(req, now)
+			r := np.log.request(req, now)
+			w.began, w.refresh, alive = r.began, r.refresh, r.alive
 		}
 		if p != nil {
 			np.skey, np.version, np.touched = p.skey, p.version, p.touched

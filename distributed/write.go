@@ -23,6 +23,7 @@ type pendingWrite struct {
 	ours      *msaljson.Snapshot
 	remove    bool
 	began     time.Time // a write: when its request began; a removal: when RemovePartition was called
+	refresh   bool      // its request read the partition alive before its token request (see readLog)
 	kept      bool      // kept during an outage (see keptWrites)
 	drop      bool      // the view knows it would undo a sign-out (see view.changes)
 }

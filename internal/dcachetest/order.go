@@ -285,6 +285,38 @@ func SignOutInDuringOutage(t *testing.T, newStore NewStore) {
 	servedFromCache(t, ctx, idp, other, res.Account, "signed out then in during an outage, another replica")
 }
 
+// RefreshWhileCutOff: a replica cut off from the store (A) keeps serving a
+// user who signs out on another replica (B) meanwhile; a token refresh that
+// A makes after the sign-out (by any clock) is kept, and at the
+// write-back it does not bring her back: only a sign-in starts a new
+// generation after a sign-out, never a refresh of tokens read before it.
+func RefreshWhileCutOff(t *testing.T, newStore NewStore) {
+	idp := IDP(t)
+	ctx := Ctx(t)
+	fa := NewFailing(newStore(t))
+	ca := NewCache(t, fa, distributed.WithTimeout(500*time.Millisecond))
+	cb := NewCache(t, newStore(t))
+	appA, appB := WebApp(t, idp, ca), WebApp(t, idp, cb)
+	a := signInReq(t, ctx, idp, appA, User(400), UserScope).Account
+	servedFromCache(t, ctx, idp, appB, a, "before the outage")
+	fa.Set(true, false)
+	removeReq(t, ctx, cb, a.HomeAccountID)
+	time.Sleep(5 * time.Millisecond) // the refresh begins after the sign-out
+	before := idp.Requests()
+	rctx, cancel := Request(ctx)
+	_, err := appA.AcquireTokenSilent(rctx, []string{"api://after-sign-out/read"}, confidential.WithSilentAccount(a))
+	cancel()
+	if err != nil {
+		t.Fatalf("the refresh on the replica cut off: %v", err)
+	}
+	if idp.Requests().Sub(before).Token != 1 {
+		t.Fatalf("the replica cut off made %d token requests, want the one refresh", idp.Requests().Sub(before).Token)
+	}
+	fa.Set(false, false)
+	waitPending(t, ca, 0)
+	signedOut(t, ctx, newStore, a, "refreshed after the sign-out on a replica cut off from the store", appA, appB)
+}
+
 // AppSignOut: RemovePartition of a daemon's app-token partition costs one
 // new token, not a token request per call.
 func AppSignOut(t *testing.T, newStore NewStore) {

@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore NewStore) {
 		"OutageOrder":           func(t *testing.T, s NewStore) { OutageOrder(t, s, 20) },
 		"AppSignOut":            AppSignOut,
 		"SignOutInDuringOutage": SignOutInDuringOutage,
+		"RefreshWhileCutOff":    RefreshWhileCutOff,
 	} {
 		t.Run(name, func(t *testing.T) { f(t, newStore) })
 	}
