@@ -58,6 +58,9 @@ for v in "-DITEM1 -DSCENARIO_A|keptWriteLost" \
 	"-DITEM10 -DSCENARIO_A -DROTATION|overwritesUnread" \
 	"-DLEADAT -DSCENARIO_C|signOutUndone" \
 	"-DLEADAFTER -DSCENARIO_C|signOutUndone" \
+	"-DLEADREFRESH -DSCENARIO_A|signOutUndone" \
+	"-DNOREFRESH -DSCENARIO_A|signOutUndone" \
+	"-DCODE -DSCENARIO_A|keptWriteLost" \
 	"-DCODE -DSCENARIO_B|keptWriteLost" \
 	"-DCODE -DSCENARIO_C|signOutUndone"; do
 	cfg=${v%|*} want=${v#*|}

@@ -47,7 +47,11 @@
  * every kept write is written back (end), and at every store write:
  *   SIGNOUT  a sign-out is undone only by a sign-in that began after it: no
  *            token in the store was written by a request that began before
- *            a sign-out (whichever replica it was made on, kept or not).
+ *            a sign-out (whichever replica it was made on, kept or not),
+ *            nor by a refresh of a session that a sign-out already stored
+ *            had removed when the refresh began (a replica cut off from the
+ *            store refreshing what it still held). A refresh continues the
+ *            newest session it holds.
  *   KEPT     a write whose Export returned nil is never lost: its token is
  *            stored, or the session it continues began before a sign-out
  *            (dropped, or removed, because the user signed out after it
@@ -85,6 +89,15 @@
  *   LEADAFTER  a sign-out dropped because the store's generation began
  *           after it leaves the generation's After as it was: a write begun
  *           before the sign-out is merged afterwards (SIGNOUT).
+ *   LEADREFRESH  a refresh merges into a live generation that began
+ *           after the refresh did: a replica cut off from the store served
+ *           tokens of a user who then signed out elsewhere and signed in
+ *           again; its refresh of the old tokens joins the new generation
+ *           (SIGNOUT). Amendment: a refresh begun before the generation's
+ *           At is dropped (it refreshes older tokens).
+ *   NOREFRESH  without order's rule that a refresh never starts a new
+ *           generation over a tombstone: the same replica's refresh of
+ *           tokens a stored sign-out removed comes back (SIGNOUT).
  *   CODE    the rules as built on main where they differ (order.go order,
  *           write.go write): a kept sign-out is dropped by a newer
  *           generation without raising After (LEADAFTER); a merge keeps At
@@ -92,7 +105,10 @@
  *           ahead of the writes kept for its partition; a write over what
  *           its replica cannot read is withheld (dropped: counted and
  *           warned, Export returns nil; not a loss for KEPT here).
- *           Caught in scenario B (KEPT: a sign-in right after the store
+ *           No LEADREFRESH amendment either. Caught in scenario A (KEPT:
+ *           a refresh of a kept sign-in, made once the store is back and
+ *           before the write-back wrote it, goes first and is dropped as a
+ *           refresh over the tombstone), B (KEPT: a sign-in right after the store
  *           returns overtakes the kept sign-out, is merged into the old
  *           generation, and the sign-out's write-back removes it) and C
  *           (SIGNOUT, LEADAT with a kept sign-out).
@@ -100,7 +116,7 @@
  * The protocol checked (no variant) is PROTOCOL's design as order.go
  * builds it (a sign-out not kept tombstones whatever the store holds, at
  * its At + 1 ms; a kept one supersedes the writes kept before it), except
- * where CODE says: two amendments (LEADAT, LEADAFTER), and a write made
+ * where CODE says: three amendments (LEADAT, LEADAFTER, LEADREFRESH), and a write made
  * while writes are kept for its partition is kept behind them.
  */
 
@@ -162,7 +178,7 @@ byte qn[NR];
 bool qTaken[NR];       /* writeBack holds the head between taking and writing */
 byte qRem[NR*NQ];    
 byte qBegan[NR*NQ];    /* began: a removal's call time, a write's earliest read */
-bool qAlive[NR*NQ];    /* its request read the partition alive */
+bool qAlive[NR*NQ];    /* its request is a refresh (pendingWrite.refresh) */
 byte qBase[NR*NQ];
 byte qOurs[NR*NQ];
 byte qGen[NR*NQ];      /* base generation (today's check) */
@@ -175,6 +191,8 @@ byte exported;         /* tokens whose Export returned nil */
 byte excused;          /* tokens a sign-out they could not see removed after them */
 byte lastOut;          /* the time of the latest sign-out (0: none) */
 byte outsCalled;       /* sign-outs called and not returned */
+byte landedOut;        /* the latest sign-out stored so far */
+byte stale;            /* refreshes of a session a stored sign-out had removed when they began */
 byte running;          /* requests and sign-outs not ended */
 /* The checks (named so that spin's report names the one violated). */
 bool signOutUndone;    /* SIGNOUT */
@@ -207,10 +225,21 @@ bool overwritesUnread; /* UNREAD */
  * the store holds; a kept one (rem == 2) may be dropped */
 #define CODEDIRECT(rem) ((rem) == 1)
 #ifdef CODE
-/* the code on main: neither amendment; a write goes to the store when it
+#define LEADREFRESH
+/* the code on main: no amendment; a write goes to the store when it
  * is up, whatever is kept; a write over what it cannot read is withheld */
 #define LEADAT
 #define LEADAFTER
+#endif
+#if defined(LEADREFRESH) || defined(CODE)
+#define REFRESHGEN(refresh) 0
+#else
+#define REFRESHGEN(refresh) (refresh)
+#endif
+#ifdef NOREFRESH
+#define REFRESHRULE(refresh) 0
+#else
+#define REFRESHRULE(refresh) (refresh)
 #endif
 #ifdef ITEM4
 #define evicted(r) vEpoch[r]++
@@ -266,11 +295,12 @@ inline replace(r) {
 inline logRead(r) {
 #ifdef ITEM4
 	if
-	:: epoch != vEpoch[r] -> began = now; alive = 0; epoch = vEpoch[r]
+	:: epoch != vEpoch[r] -> began = now; alive = 0; refresh = 0; epoch = vEpoch[r]
 	:: else
 	fi;
 #endif
 	if :: began == 0 -> began = now :: else fi;
+	if :: alive -> refresh = 1 :: else fi; /* read alive before this read: a refresh (reqRead.refresh) */
 	if :: vHas[r] && !vRem[r] && vTok[r] != 0 -> alive = 1 :: else fi
 }
 
@@ -315,6 +345,7 @@ inline keep(r, rem, began, alive, base, ours, gen) {
  * stored: every write exported on the other replica before now was made
  * without seeing it. */
 inline tombstone(r, t) {
+	if :: t > landedOut -> landedOut = t :: else fi;
 	sHas = 1; sRem = 1; newGen(); sAt = t; sAfter = 0; sTok = 0;
 	i = 0;
 	do
@@ -328,7 +359,7 @@ inline tombstone(r, t) {
  * attempt that either takes effect
  * (its compare-and-set succeeded) or fails (the store is out for r); res is
  * the outcome. */
-inline writeStore(r, rem, began, alive, base, ours, gen, res) {
+inline writeStore(r, rem, began, refresh, base, ours, gen, res) {
 	atomic {
 		if
 		:: down[r] -> res = FAILED; printf("   r%d: store out\n", r)
@@ -379,11 +410,19 @@ inline writeStore(r, rem, began, alive, base, ours, gen, res) {
 				res = DROPPED
 			:: rem && sHas && !sRem && sAt <= began -> tombstone(r, began)
 			:: !(rem) && !sHas -> sHas = 1; newGen(); sAt = began; sAfter = 0; sTok = merge(base, ours, 0)
-			:: !(rem) && sHas && sRem && began > sAt ->
+#ifndef NOREFRESH
+			:: !(rem) && sHas && sRem && began > sAt && refresh ->
+				res = DROPPED /* a refresh never starts a generation over a sign-out: only a sign-in */
+#endif
+			:: !(rem) && sHas && sRem && began > sAt && !REFRESHRULE(refresh) ->
 				/* a new generation after the removal: what MSAL held from before is not brought back */
 				newGen(); sAfter = sAt; sAt = began; sRem = 0; sTok = merge(base, ours, 0)
 			:: !(rem) && sHas && sRem && began <= sAt -> res = DROPPED
-			:: !(rem) && sHas && !sRem && began > sAfter ->
+#ifndef LEADREFRESH
+			:: !(rem) && sHas && !sRem && began > sAfter && refresh && began < sAt ->
+				res = DROPPED /* a refresh begun before this generation refreshes older tokens */
+#endif
+			:: !(rem) && sHas && !sRem && began > sAfter && !(REFRESHGEN(refresh) && began < sAt) ->
 				sTok = merge(base, ours, sTok);
 #ifndef LEADAT
 				/* the generation began no later than any write merged into it */
@@ -443,14 +482,14 @@ inline write(r, me) {
 			:: qn[r] > 0 -> res = FAILED /* behind the writes kept before */
 #else
 			:: qn[r] > 0 && down[r] -> res = FAILED
-			:: qn[r] > 0 && !down[r] -> writeStore(r, 0, began, alive, base, ours, gen, res)
+			:: qn[r] > 0 && !down[r] -> writeStore(r, 0, began, refresh, base, ours, gen, res)
 #endif
-			:: else -> writeStore(r, 0, began, alive, base, ours, gen, res) /* FAILED if down: isDown */
+			:: else -> writeStore(r, 0, began, refresh, base, ours, gen, res) /* FAILED if down: isDown */
 			fi
 		}
 		atomic {
 			if
-			:: res == FAILED -> keep(r, 0, began, alive, base, ours, gen)
+			:: res == FAILED -> keep(r, 0, began, refresh, base, ours, gen)
 			:: res == WRITTEN -> if :: vHas[r] && vTok[r] == ours -> vGen[r] = ngen :: else fi /* view.written */
 			:: res == DROPPED -> skip /* view.stale: done by changed() */
 			fi;
@@ -462,7 +501,7 @@ inline write(r, me) {
 /* Refresh: AcquireTokenSilent that refreshes (base.go), request me. */
 proctype Refresh(byte r; byte me) {
 	byte i, began, base, ours, gen, ngen, res, epoch;
-	bool alive;
+	bool alive, refresh;
 	atomic {
 		/* Replace at the start of the call (under the client's read lock) */
 		!locked[r]; timed(); replace(r); logRead(r);
@@ -473,13 +512,15 @@ proctype Refresh(byte r; byte me) {
 		tokStart[me] = now; tokOn[me] = r;
 		printf("t=%d r%d: request %d begins a refresh (read alive)\n", now, r, me);
 		if :: outsCalled > 0 -> excused = excused | bit(me) :: else fi; /* overlaps a sign-out */
-		/* the session it continues: the oldest it holds */
-		tokSess[me] = now; i = 0;
+		/* the session it continues: the newest it holds (a sign-in's
+		 * refresh token replaces the one before it in MSAL's memory) */
+		tokSess[me] = 0; i = 0;
 		do
-		:: i < NT -> if :: (vTok[r] & bit(i)) && tokSess[i] < tokSess[me] -> tokSess[me] = tokSess[i] :: else fi; i++
+		:: i < NT -> if :: (vTok[r] & bit(i)) && tokSess[i] > tokSess[me] -> tokSess[me] = tokSess[i] :: else fi; i++
 		:: else -> break
 		od;
-		i = 0
+		i = 0;
+		if :: tokSess[me] < landedOut -> stale = stale | bit(me) :: else fi
 	}
 	/* the HTTP refresh: anything happens meanwhile */
 	atomic {
@@ -499,7 +540,7 @@ end:
  * Replace right before its Export, under the client's write lock. */
 proctype SignIn(byte r; byte me) {
 	byte i, began, base, ours, gen, ngen, res, epoch;
-	bool alive;
+	bool alive, refresh;
 	atomic {
 		!locked[r]; locked[r] = 1;
 		timed(); replace(r); logRead(r);
@@ -537,18 +578,18 @@ proctype SignOut(byte r) {
  * (a removal kept meanwhile replaced the queue). */
 proctype WriteBack(byte r) {
 	byte i, rem, began, base, ours, gen, ngen, res;
-	bool alive;
+	bool alive, refresh;
 	do
 	:: atomic {
 		!down[r] && qn[r] > 0 && !qTaken[r] ->
 		i = r*NQ; qTaken[r] = 1;
-		rem = qRem[i]; began = qBegan[i]; alive = qAlive[i];
+		rem = qRem[i]; began = qBegan[i]; refresh = qAlive[i];
 		if :: rem -> rem = 2 :: else fi; /* a kept removal (pendingWrite.kept) */
 		base = qBase[i]; ours = qOurs[i]; gen = qGen[i];
 		printf("   r%d: write-back takes a kept %d (1: removal) began %d tokens %d\n", r, rem, began, ours);
 		i = 0
 	   }
-	   writeStore(r, rem, began, alive, base, ours, gen, res);
+	   writeStore(r, rem, began, refresh, base, ours, gen, res);
 	   atomic {
 		if
 		:: res != FAILED && qTaken[r] ->
@@ -568,7 +609,7 @@ proctype WriteBack(byte r) {
 		vSynced[r] = 0; /* a client handed the kept write reads it again */
 		if :: res == WRITTEN && vHas[r] -> vGen[r] = ngen :: else fi;
 		ngen = 0;
-		rem = 0; began = 0; alive = 0; base = 0; ours = 0; gen = 0; res = 0; i = 0
+		rem = 0; began = 0; refresh = 0; base = 0; ours = 0; gen = 0; res = 0; i = 0
 	   }
 	:: atomic { running == 0 && !down[0] && !down[1] && qn[r] == 0 -> break }
 	od
@@ -631,7 +672,7 @@ init {
 	:: i < NT ->
 		if
 		:: sHas && !sRem && (sTok & bit(i)) ->
-			signOutUndone = lastOut > tokStart[i];
+			signOutUndone = lastOut > tokStart[i] || (stale & bit(i));
 			assert(!signOutUndone)
 		:: else
 		fi;
