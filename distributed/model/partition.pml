@@ -330,7 +330,10 @@ inline keep(r, rem, began, alive, base, ours, gen) {
 		 * what was kept before it */
 		if :: rem -> qn[r] = 0; qTaken[r] = 0 :: else fi;
 		assert(qn[r] < NQ);
-		printf("   r%d: kept: %d (1: removal) began %d tokens %d\n", r, rem, began, ours);
+		if
+		:: rem -> printf("   r%d: keeps the sign-out of %d\n", r, began)
+		:: else -> printf("   r%d: keeps the write begun at %d (tokens %d)\n", r, began, ours)
+		fi;
 		i = r*NQ + qn[r];
 		qRem[i] = rem; qBegan[i] = began; qAlive[i] = alive;
 		qBase[i] = base; qOurs[i] = ours; qGen[i] = gen;
@@ -586,7 +589,10 @@ proctype WriteBack(byte r) {
 		rem = qRem[i]; began = qBegan[i]; refresh = qAlive[i];
 		if :: rem -> rem = 2 :: else fi; /* a kept removal (pendingWrite.kept) */
 		base = qBase[i]; ours = qOurs[i]; gen = qGen[i];
-		printf("   r%d: write-back takes a kept %d (1: removal) began %d tokens %d\n", r, rem, began, ours);
+		if
+		:: rem -> printf("   r%d: write-back takes the sign-out of %d\n", r, began)
+		:: else -> printf("   r%d: write-back takes the write begun at %d (tokens %d)\n", r, began, ours)
+		fi;
 		i = 0
 	   }
 	   writeStore(r, rem, began, refresh, base, ours, gen, res);
