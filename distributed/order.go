@@ -249,11 +249,21 @@ func order(w *pendingWrite, theirs record, exists bool) (record, verdict) {
 			// whichever clock stamped it.
 			t = theirs.at.Add(time.Millisecond)
 		}
-		return record{gen: newGen(), removed: true, at: ceilMilli(t), snap: msaljson.Empty}, storeIt
+		gen := w.gen
+		if gen == 0 {
+			gen = newGen()
+		}
+		return record{gen: gen, removed: true, at: ceilMilli(t), snap: msaljson.Empty}, storeIt
 	}
 	switch {
 	case !exists:
 		return record{gen: newGen(), at: w.began, snap: msaljson.Merge(w.base, w.ours, msaljson.Empty)}, storeIt
+	case theirs.removed && !app && !w.refresh && w.baseGen != 0 && w.baseGen == theirs.gen:
+		// Based on this very tombstone (its request read it, or it was
+		// kept after this removal in the same queue), and not a refresh:
+		// a sign-in after the sign-out, whatever the clocks say (a
+		// sign-in within the millisecond of the sign-out is after it).
+		return record{gen: newGen(), at: later(w.began, theirs.at), after: theirs.at, snap: fresh(w.base, w.ours)}, storeIt
 	case theirs.removed:
 		if !app && !w.began.After(theirs.at) {
 			return theirs, dropIt // begun before the sign-out: a refresh in flight, or a write kept during an outage

@@ -144,6 +144,7 @@ func TestOrder(t *testing.T) {
 		return &pendingWrite{key: key, remove: true, began: at(began), kept: kept}
 	}
 	refreshOf := func(w *pendingWrite) *pendingWrite { w.refresh = true; return w }
+	onTomb := func(w *pendingWrite) *pendingWrite { w.baseGen = tomb.gen; return w }
 	const user, app = "u.t", "c_t_AppTokenCache"
 	for _, tc := range []struct {
 		name   string
@@ -163,6 +164,10 @@ func TestOrder(t *testing.T) {
 		}},
 		{"a write begun before the removal a generation follows is dropped", write(user, 10), live, true, dropIt, nil},
 		{"a refresh begun after the sign-out (a replica that did not know) is dropped", refreshOf(write(user, 11)), tomb, true, dropIt, nil},
+		{"a sign-in based on the tombstone, in its millisecond, is a new generation", onTomb(write(user, 10)), tomb, true, storeIt, func(r record) bool {
+			return !r.removed && r.gen != tomb.gen && r.after.Equal(at(10)) && r.snap.Sections["AccessToken"]["new"] != ""
+		}},
+		{"a refresh based on the tombstone is dropped", refreshOf(onTomb(write(user, 11))), tomb, true, dropIt, nil},
 		{"a refresh begun after the removal a generation follows merges", refreshOf(write(user, 15)), live, true, storeIt, nil},
 		{"an app refresh into a tombstone is stored", refreshOf(write(app, 11)), tomb, true, storeIt, nil},
 		{"a write begun after it merges", write(user, 15), live, true, storeIt, func(r record) bool { return r.gen == live.gen && r.snap.Sections["AccessToken"]["new"] != "" }},

@@ -44,7 +44,9 @@ func (c *Cache) Replace(ctx context.Context, u cache.Unmarshaler, h cache.Replac
 		if p := c.pendingFor(key); p != nil {
 			content := record{gen: p.baseGen, snap: p.ours}
 			if p.remove {
-				content = record{removed: true}
+				// The writes made after it are based on its generation:
+				// they are known to follow it (see order).
+				content = record{removed: true, gen: p.gen}
 			}
 			v.set(u, key, c.storeKey(key), 0, content, true, watch{}, rd, now, 0, c.unmarshaled)
 			return nil

@@ -23,6 +23,7 @@ type pendingWrite struct {
 	ours      *msaljson.Snapshot
 	remove    bool
 	began     time.Time // a write: when its request began; a removal: when RemovePartition was called
+	gen       uint64    // a removal: its tombstone's generation, chosen when RemovePartition is called
 	refresh   bool      // its request read the partition alive before its token request (see readLog)
 	kept      bool      // kept during an outage (see keptWrites)
 	drop      bool      // the view knows it would undo a sign-out (see view.changes)
@@ -250,7 +251,7 @@ func (c *Cache) RemovePartition(ctx context.Context, key string) error {
 		return err
 	}
 	defer end()
-	w := &pendingWrite{key: key, skey: c.storeKey(key), remove: true, began: c.cfg.now()}
+	w := &pendingWrite{key: key, skey: c.storeKey(key), remove: true, began: c.cfg.now(), gen: newGen()}
 	c.forget(w)
 	if c.isDown() {
 		return c.keep(w)
