@@ -61,7 +61,8 @@
  *   UNREAD   no write lands based on what its replica could not read (a
  *            blob sealed with a key the writer lacks is never overwritten).
  *
- * Not modelled: more than one partition (partitions are independent; other
+ * Not modelled: clock ties (order's rule for a write based on the very
+ * tombstone it lands on decides only those), more than one partition (partitions are independent; other
  * partitions appear only as the eviction they cause), anonymous contexts
  * (a request's reads are always told apart), the queue bound's merge of two
  * kept writes (the queue here never fills), TTL expiry, the L1 layer (a view
