@@ -167,7 +167,8 @@
 //     it has no keys), or in a newer format, reads it as empty (the user
 //     signs in again on that replica) and never writes over it: its write
 //     is withheld, not stored and not kept for later (Stats.Withheld,
-//     Stats.Rejected), and it logs one warning per cause (a key id, a
+//     Stats.Rejected; Export returns an error that says so, so MSAL's
+//     call fails instead of reporting tokens kept that were not), and it logs one warning per cause (a key id, a
 //     format) with the remedy: the same key list, and release, on every
 //     replica. So a wrong sequence costs sign-ins on the replicas that lag,
 //     never a stored token, and never brings a signed-out user back. A

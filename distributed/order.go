@@ -225,6 +225,7 @@ type verdict int
 
 const (
 	storeIt   verdict = iota // store the record order returned
+	yielded                  // a kept removal gave way to a newer generation: store the record (that generation, now following it)
 	unchanged                // the store already says it: nothing to store
 	dropIt                   // the write is ordered before a removal (or a removal before a sign-in): dropped
 )
@@ -242,7 +243,13 @@ func order(w *pendingWrite, theirs record, exists bool) (record, verdict) {
 		case exists && !theirs.removed && theirs.at.After(t):
 			if w.kept && !app {
 				// Signed in again after this sign-out (kept during an
-				// outage): the newer sign-in stands.
+				// outage): the newer sign-in stands, and follows the
+				// sign-out: what began before it is dropped from now on.
+				if a := ceilMilli(t); a.After(theirs.after) {
+					out := theirs
+					out.after = a
+					return out, yielded
+				}
 				return theirs, dropIt
 			}
 			// Called now: whatever the store holds is signed out,
@@ -279,8 +286,17 @@ func order(w *pendingWrite, theirs record, exists bool) (record, verdict) {
 		return record{gen: newGen(), at: w.began, after: theirs.at, snap: fresh(w.base, w.ours)}, storeIt
 	case !app && !w.began.After(theirs.after):
 		return theirs, dropIt // begun before the removal this generation follows
+	case !app && w.refresh && w.began.Before(theirs.at):
+		// A refresh begun before this generation: of tokens read from an
+		// older one, by a replica that did not see the sign-out between.
+		return theirs, dropIt
 	}
 	out := record{gen: theirs.gen, at: theirs.at, after: theirs.after, snap: msaljson.Merge(w.base, w.ours, theirs.snap)}
+	if !app && w.began.Before(out.at) {
+		// The generation holds what began this early now: a sign-out kept
+		// since then removes it (see the removal's rule above).
+		out.at = w.began
+	}
 	if out.snap.Equal(theirs.snap) {
 		return theirs, unchanged
 	}

@@ -168,14 +168,19 @@ func TestOrder(t *testing.T) {
 			return !r.removed && r.gen != tomb.gen && r.after.Equal(at(10)) && r.snap.Sections["AccessToken"]["new"] != ""
 		}},
 		{"a refresh based on the tombstone is dropped", refreshOf(onTomb(write(user, 11))), tomb, true, dropIt, nil},
-		{"a refresh begun after the removal a generation follows merges", refreshOf(write(user, 15)), live, true, storeIt, nil},
+		{"a refresh begun after a generation began merges", refreshOf(write(user, 25)), live, true, storeIt, nil},
+		{"a refresh begun before a generation began (after the removal it follows) is dropped", refreshOf(write(user, 15)), live, true, dropIt, nil},
+		{"a write begun before its generation began makes it begin then", write(user, 15), live, true, storeIt, func(r record) bool { return r.gen == live.gen && r.at.Equal(at(15)) }},
 		{"an app refresh into a tombstone is stored", refreshOf(write(app, 11)), tomb, true, storeIt, nil},
 		{"a write begun after it merges", write(user, 15), live, true, storeIt, func(r record) bool { return r.gen == live.gen && r.snap.Sections["AccessToken"]["new"] != "" }},
 		{"a write into a generation that follows no removal merges", write(user, 1), never, true, storeIt, nil},
 		{"an app write into a tombstone is stored", write(app, 9), tomb, true, storeIt, nil},
 		{"an app write begun before the removal a generation follows merges", write(app, 10), live, true, storeIt, nil},
 		{"a removal tombstones a generation begun before it", remove(user, 25, true), live, true, storeIt, func(r record) bool { return r.removed && r.at.Equal(at(25)) }},
-		{"a kept removal yields to a sign-in after it", remove(user, 15, true), live, true, dropIt, nil},
+		{"a kept removal yields to a sign-in after it, which then follows it", remove(user, 15, true), live, true, yielded, func(r record) bool {
+			return r.gen == live.gen && !r.removed && r.at.Equal(at(20)) && r.after.Equal(at(15))
+		}},
+		{"a kept removal before the removal a generation follows is dropped", remove(user, 5, true), live, true, dropIt, nil},
 		{"a removal called now removes whatever is stored", remove(user, 15, false), live, true, storeIt, func(r record) bool { return r.removed && r.at.After(live.at) }},
 		{"a kept app removal removes", remove(app, 15, true), live, true, storeIt, nil},
 		{"an earlier removal leaves a later tombstone", remove(user, 5, true), tomb, true, unchanged, nil},

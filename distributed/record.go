@@ -88,6 +88,10 @@ func (c *Cache) rejected(skey string, err error) {
 
 // withhold counts a write that is not made because the stored partition
 // is unreadable (err), and logs it like rejected.
+// errWithheld is what Export returns for a write withheld: MSAL got its
+// tokens, the store did not.
+var errWithheld = errors.New("distributed: a change was not stored: the store holds the partition sealed with a key this Cache lacks, or in a newer format; give every replica the same WithEncryptionKeys list (see the package doc on key rotation)")
+
 func (c *Cache) withhold(skey string, err error) {
 	c.st.withheld.Add(1)
 	c.rejected(skey, err)

@@ -3,6 +3,7 @@ package distributed
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -133,10 +134,20 @@ func TestWriterNeverOverwritesWhatItCannotRead(t *testing.T) {
 			}
 
 			// Two users get a token on the writer, each in two writes.
+			// Export says so when it withholds a write: the tokens are
+			// not stored.
 			for _, home := range homes {
 				m := &manager{}
-				write(t, w, m, home, "ours")
-				write(t, w, m, home, "ours2")
+				for _, name := range []string{"ours", "ours2"} {
+					if err := w.Replace(ctx, m, cache.ReplaceHints{PartitionKey: home}); err != nil {
+						t.Fatal(err)
+					}
+					m.add(t, home, name)
+					err := w.Export(ctx, m, cache.ExportHints{PartitionKey: home})
+					if c.overwrite && err != nil || !c.overwrite && !errors.Is(err, errWithheld) {
+						t.Errorf("Export = %v; want %v", err, map[bool]any{true: "nil", false: errWithheld}[c.overwrite])
+					}
+				}
 			}
 			st := w.Stats()
 			for _, home := range homes {

@@ -99,7 +99,9 @@ func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) error {
 		v.stale(w.key)
 		return nil
 	}
-	if c.isDown() {
+	if c.isDown() || (c.npending.Load() > 0 && c.pendingFor(w.key) != nil) {
+		// Out, or writes of this partition are kept: this one goes
+		// behind them, in its order.
 		return c.keep(w)
 	}
 	switch r := c.writeStore(ctx, w); r.outcome {
@@ -107,10 +109,15 @@ func (c *Cache) write(ctx context.Context, v *view, w *pendingWrite) error {
 		if v != nil {
 			v.written(w.key, w.ours, r.merged, r.version, r.gen, c.cfg.now())
 		}
-	case dropped, withheld:
+	case dropped:
 		if v != nil {
 			v.stale(w.key)
 		}
+	case withheld:
+		if v != nil {
+			v.stale(w.key)
+		}
+		return errWithheld
 	case failed:
 		return c.keep(w)
 	}
@@ -181,6 +188,9 @@ func (c *Cache) writeStore(ctx context.Context, w *pendingWrite) writeResult {
 		switch v {
 		case unchanged:
 			return writeResult{outcome: written, merged: theirs.snap, version: prev, gen: theirs.gen}
+		case yielded:
+			c.st.dropped.Add(1)
+			c.log.Info("distributed: a sign-out kept during an outage gave way to a sign-in after it", "key", w.skey)
 		case dropIt:
 			c.st.dropped.Add(1)
 			if w.remove {

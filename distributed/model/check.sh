@@ -48,9 +48,9 @@ for cfg in "-DSCENARIO_A" "-DSCENARIO_B" "-DSCENARIO_C" "-DSCENARIO_D" "-DSCENAR
 	fi
 done
 
-# Variants: DEFINES|the check that must catch it. CODE is the code on main
-# where it differs from the protocol checked above (see partition.pml):
-# when the code is fixed, the CODE runs move to the list above.
+# Variants: DEFINES|the check that must catch it. CODE is the code as first
+# built, before it adopted what this model found (see README.md): the code
+# now follows the protocol checked above.
 for v in "-DITEM1 -DSCENARIO_A|keptWriteLost" \
 	"-DITEM2 -DSCENARIO_D|signOutUndone" \
 	"-DITEM3 -DSCENARIO_B|signOutUndone" \

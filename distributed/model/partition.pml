@@ -99,7 +99,8 @@
  *   NOREFRESH  without order's rule that a refresh never starts a new
  *           generation over a tombstone: the same replica's refresh of
  *           tokens a stored sign-out removed comes back (SIGNOUT).
- *   CODE    the rules as built on main where they differ (order.go order,
+ *   CODE    the rules as first built, before the code adopted what this
+ *           model found (order.go order,
  *           write.go write): a kept sign-out is dropped by a newer
  *           generation without raising After (LEADAFTER); a merge keeps At
  *           (LEADAT); a write goes to the store whenever the store is up,
