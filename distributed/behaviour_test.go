@@ -2,10 +2,14 @@ package distributed_test
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 
 	"github.com/msalcache/msalcache/distributed"
 	"github.com/msalcache/msalcache/internal/dcachetest"
@@ -101,6 +105,86 @@ func TestRemoveDuringWriteBack(t *testing.T) {
 		cancel()
 	}
 }
+
+// A sign-in made once the store is back, while a sign-out kept during the
+// outage is not written back yet, goes behind it: after the write-back the
+// store holds the sign-in's tokens and none from before the sign-out.
+func TestSignInBehindAKeptSignOut(t *testing.T) {
+	idp := dcachetest.IDP(t)
+	ctx := dcachetest.Ctx(t)
+	f := dcachetest.NewFailing(distributed.NewMemoryStore())
+	var c *distributed.Cache
+	var app confidential.Client
+	var target atomic.Value // the partition key whose kept sign-out the sign-in overtakes
+	var signedIn atomic.Value
+	hookErr := make(chan error, 1)
+	c = dcachetest.NewCache(t, f, distributed.WithTimeout(time.Second), distributed.WithFlushHookForTests(func(key string) {
+		if key != target.Load() {
+			return
+		}
+		target.Store("")
+		// The store answers this process again (a load of a partition
+		// nobody holds), and the user signs in again before the
+		// write-back wrote her sign-out.
+		err := c.Replace(ctx, &emptyMemory{}, cache.ReplaceHints{PartitionKey: "someone.else"})
+		if err == nil {
+			rctx, cancel := dcachetest.Request(ctx)
+			var res confidential.AuthResult
+			res, err = idp.AuthCodeLogin(rctx, app, dcachetest.WebClientID, dcachetest.RedirectURI, dcachetest.User(0), dcachetest.UserScope)
+			cancel()
+			signedIn.Store(res.AccessToken)
+		}
+		hookErr <- err
+	}))
+	app = dcachetest.WebApp(t, idp, c)
+	a := dcachetest.SignIn(t, ctx, idp, app, dcachetest.User(0), dcachetest.UserScope)
+	rctx, cancel := dcachetest.Request(ctx)
+	if _, err := app.AcquireTokenSilent(rctx, []string{"api://before-sign-out/read"}, confidential.WithSilentAccount(a)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	f.Set(true, false)
+	rctx, cancel = dcachetest.Request(ctx)
+	if err := c.RemovePartition(rctx, a.HomeAccountID); err != nil {
+		t.Fatalf("RemovePartition during the outage: %v", err)
+	}
+	cancel()
+	target.Store(a.HomeAccountID)
+	f.Set(false, false)
+	select {
+	case err := <-hookErr:
+		if err != nil {
+			t.Fatalf("the sign-in during the write-back: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the kept sign-out was not written back")
+	}
+	deadline := time.Now().Add(time.Minute)
+	for st := c.Stats(); st.Pending != 0 || st.StoreDown; st = c.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not written back: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s := dcachetest.Partition(t, ctx, dcachetest.NewCache(t, f), a.HomeAccountID)
+	var old, fresh int
+	for _, entry := range s.Sections["AccessToken"] {
+		if strings.Contains(entry, "before-sign-out") {
+			old++
+		}
+		if strings.Contains(entry, signedIn.Load().(string)) {
+			fresh++
+		}
+	}
+	if old != 0 || fresh != 1 {
+		t.Errorf("a sign-in made before a kept sign-out was written back: the store holds %d access tokens from before the sign-out (want 0) and %d from the sign-in (want 1)", old, fresh)
+	}
+}
+
+// emptyMemory is an MSAL client's memory that holds nothing.
+type emptyMemory struct{}
+
+func (*emptyMemory) Unmarshal([]byte) error { return nil }
 
 func TestRollingRotation(t *testing.T) { dcachetest.RollingRotation(t, memoryStores()) }
 
