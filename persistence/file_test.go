@@ -161,7 +161,7 @@ func checkStampPastReaders(t *testing.T, dir string, wholeSeconds bool) {
 			}
 			missed++
 		}
-		ahead = max(ahead, mtime.Sub(time.Now()))
+		ahead = max(ahead, time.Until(mtime))
 	}
 	if missed > 0 {
 		t.Errorf("%d of 100 writes carry an mtime a reader that synced before them takes for older than its sync", missed)
