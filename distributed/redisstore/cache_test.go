@@ -3,7 +3,6 @@
 package redisstore
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"sync"
@@ -64,34 +63,6 @@ func TestCacheCluster(t *testing.T) {
 	dcachetest.Run(t, redisStores(c.URL(), c.Nodes...))
 }
 
-// logCount counts log records by level and message.
-type logCount struct {
-	mu      sync.Mutex
-	records []slog.Record
-}
-
-func (h *logCount) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logCount) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *logCount) WithGroup(string) slog.Handler            { return h }
-func (h *logCount) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.records = append(h.records, r)
-	return nil
-}
-
-func (h *logCount) count(level slog.Level, contains string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, r := range h.records {
-		if r.Level == level && strings.Contains(r.Message, contains) {
-			n++
-		}
-	}
-	return n
-}
-
 // TestCacheOutage kills the real redis-server under a Cache serving a web
 // app: warm users keep getting tokens, no call waits past the Cache's
 // timeout, a user who signs in during the outage is kept and written back
@@ -103,7 +74,7 @@ func TestCacheOutage(t *testing.T) {
 	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	idp := dcachetest.IDP(t)
 	ctx := dcachetest.Ctx(t)
-	logs := &logCount{}
+	logs := &dcachetest.Logs{}
 	const timeout = 500 * time.Millisecond
 	c := dcachetest.NewCache(t, open(t, srv.URL(), WithDialTimeout(time.Second)),
 		distributed.WithTimeout(timeout), distributed.WithLogger(slog.New(logs)))
@@ -161,10 +132,10 @@ func TestCacheOutage(t *testing.T) {
 	if n := idp.Requests().Sub(before).Token; n != 0 {
 		t.Errorf("another process after the restart made %d token requests, want 0", n)
 	}
-	if n := logs.count(slog.LevelWarn, "unavailable"); n != 1 {
+	if n := logs.Count(slog.LevelWarn, "unavailable"); n != 1 {
 		t.Errorf("%d outage warnings for one outage", n)
 	}
-	if n := logs.count(slog.LevelInfo, "available again"); n != 1 {
+	if n := logs.Count(slog.LevelInfo, "available again"); n != 1 {
 		t.Errorf("%d recovery records for one outage", n)
 	}
 }

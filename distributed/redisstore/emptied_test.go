@@ -30,7 +30,7 @@ func TestStoreComesBackEmpty(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t, tc.args...)
-			logs := &logCount{}
+			logs := &dcachetest.Logs{}
 			c := dcachetest.NewCache(t, open(t, srv.URL()), distributed.WithLogger(slog.New(logs)),
 				distributed.WithTimeout(500*time.Millisecond))
 			idp := dcachetest.IDP(t)
@@ -42,7 +42,7 @@ func TestStoreComesBackEmpty(t *testing.T) {
 				return err == nil && n == int64(1)
 			})
 			checked := func() int {
-				return logs.count(slog.LevelDebug, "still holds its marker") + logs.count(slog.LevelWarn, "came back empty")
+				return logs.Count(slog.LevelDebug, "still holds its marker") + logs.Count(slog.LevelWarn, "came back empty")
 			}
 			before := checked()
 
@@ -52,7 +52,7 @@ func TestStoreComesBackEmpty(t *testing.T) {
 			waitFor(t, "the marker to be checked after the restart", func() bool { return checked() > before })
 			t.Logf("the marker was checked %v after the restart", time.Since(restarted).Round(time.Millisecond))
 			time.Sleep(300 * time.Millisecond) // any second warning would come now
-			warnings := logs.messages(slog.LevelWarn, "came back empty")
+			warnings := logs.Messages(slog.LevelWarn, "came back empty")
 			if !tc.emptied {
 				if len(warnings) != 0 || c.Stats().Emptied != 0 {
 					t.Fatalf("a restart with appendonly was reported as emptied: %d warnings, Emptied %d", len(warnings), c.Stats().Emptied)
@@ -77,22 +77,9 @@ func TestStoreComesBackEmpty(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, "a FLUSHALL to be reported", func() bool { return c.Stats().Emptied == 2 })
-			if n := len(logs.messages(slog.LevelWarn, "came back empty")); n != 2 {
+			if n := len(logs.Messages(slog.LevelWarn, "came back empty")); n != 2 {
 				t.Errorf("%d warnings after a restart and a flush, want 2", n)
 			}
 		})
 	}
-}
-
-// messages returns the messages at level that contain s.
-func (h *logCount) messages(level slog.Level, s string) []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []string
-	for _, r := range h.records {
-		if r.Level == level && strings.Contains(r.Message, s) {
-			out = append(out, r.Message)
-		}
-	}
-	return out
 }

@@ -23,7 +23,7 @@ func TestCacheReadOnlyServer(t *testing.T) {
 	srv := redistest.Start(t)
 	idp := dcachetest.IDP(t)
 	ctx := dcachetest.Ctx(t)
-	logs := &logCount{}
+	logs := &dcachetest.Logs{}
 	c := dcachetest.NewCache(t, open(t, srv.URL()), distributed.WithLogger(slog.New(logs)))
 	app := dcachetest.WebApp(t, idp, c)
 	accounts := dcachetest.SignInAll(t, ctx, idp, app, 4)
@@ -40,7 +40,7 @@ func TestCacheReadOnlyServer(t *testing.T) {
 	time.Sleep(span)
 	evalsha, cpu = srv.Calls("evalsha")-evalsha, processCPU()-cpu
 	t.Logf("%v read-only with 1 write kept: %d EVALSHA, %v CPU, %d warnings, %d 'available again'",
-		span, evalsha, cpu.Round(time.Millisecond), logs.count(slog.LevelWarn, "unavailable"), logs.count(slog.LevelInfo, "available again"))
+		span, evalsha, cpu.Round(time.Millisecond), logs.Count(slog.LevelWarn, "unavailable"), logs.Count(slog.LevelInfo, "available again"))
 	if evalsha > 70 { // the write-back's period is at least 50 ms
 		t.Errorf("%d EVALSHA in %v: the write-back does not back off", evalsha, span)
 	}
@@ -69,10 +69,10 @@ func TestCacheReadOnlyServer(t *testing.T) {
 	if n := idp.Requests().Sub(before).Token; n != 0 {
 		t.Errorf("another process made %d token requests, want 0", n)
 	}
-	if n := logs.count(slog.LevelWarn, "unavailable"); n != 1 {
+	if n := logs.Count(slog.LevelWarn, "unavailable"); n != 1 {
 		t.Errorf("%d outage warnings, want 1", n)
 	}
-	if n := logs.count(slog.LevelInfo, "available again"); n != 1 {
+	if n := logs.Count(slog.LevelInfo, "available again"); n != 1 {
 		t.Errorf("%d 'available again', want 1", n)
 	}
 }

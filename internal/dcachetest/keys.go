@@ -38,7 +38,7 @@ func Keyless(t *testing.T, newStore NewStore) {
 	}
 	accounts := SignInOn(t, ctx, idp, func(i int) confidential.Client { return apps[i%len(apps)] }, users)
 
-	logs := &logCounter{}
+	logs := &Logs{}
 	plain := NewCache(t, newStore(t), distributed.WithKeyPrefix(prefix), distributed.WithLogger(slog.New(logs)))
 	app := WebApp(t, idp, plain)
 	served := 0
@@ -62,7 +62,7 @@ func Keyless(t *testing.T, newStore NewStore) {
 	if st := plain.Stats(); st.Withheld != again || st.Writes != 0 {
 		t.Errorf("after %d sign-ins on the Cache without keys: stats %+v; want Withheld %d, Writes 0", again, st, again)
 	}
-	if n := logs.count(slog.LevelWarn, "cannot read"); n != 1 {
+	if n := logs.Count(slog.LevelWarn, "cannot read"); n != 1 {
 		t.Errorf("%d warnings that partitions cannot be read, want 1 (once per cause)", n)
 	}
 	logs.mu.Lock()

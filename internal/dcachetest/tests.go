@@ -368,37 +368,47 @@ func addUser(t testing.TB, idp *fakeidp.Server, username string) string {
 	return username
 }
 
-// logCounter counts log records by level and message prefix.
-type logCounter struct {
+// Logs is a slog.Handler that keeps every record, for tests that count
+// what a Cache logged (slog.New(logs) for WithLogger). It is safe for
+// concurrent use.
+type Logs struct {
 	mu      sync.Mutex
 	records []slog.Record
 }
 
-func (h *logCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logCounter) Handle(_ context.Context, r slog.Record) error {
+func (h *Logs) Enabled(context.Context, slog.Level) bool { return true }
+func (h *Logs) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.records = append(h.records, r)
+	h.records = append(h.records, r.Clone())
 	return nil
 }
-func (h *logCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *logCounter) WithGroup(string) slog.Handler      { return h }
+func (h *Logs) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *Logs) WithGroup(string) slog.Handler      { return h }
 
-func (h *logCounter) count(level slog.Level, contains string) int {
+// Messages returns the messages of the records at level that contain
+// contains.
+func (h *Logs) Messages(level slog.Level, contains string) []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := 0
+	var out []string
 	for _, r := range h.records {
 		if r.Level == level && strings.Contains(r.Message, contains) {
-			n++
+			out = append(out, r.Message)
 		}
 	}
-	return n
+	return out
+}
+
+// Count returns how many records at level have a message that contains
+// contains.
+func (h *Logs) Count(level slog.Level, contains string) int {
+	return len(h.Messages(level, contains))
 }
 
 // outages counts the outage warnings: those for failures of a Failing
 // store, and the others.
-func (h *logCounter) outages() (ours, theirs int) {
+func (h *Logs) outages() (ours, theirs int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, r := range h.records {
@@ -428,7 +438,7 @@ func Outage(t *testing.T, newStore NewStore) {
 	idp := IDP(t)
 	ctx := Ctx(t)
 	f := NewFailing(newStore(t))
-	logs := &logCounter{}
+	logs := &Logs{}
 	const timeout = 500 * time.Millisecond
 	c := NewCache(t, f, distributed.WithTimeout(timeout), distributed.WithLogger(slog.New(logs)))
 	app := WebApp(t, idp, c)
@@ -507,7 +517,7 @@ func Outage(t *testing.T, newStore NewStore) {
 	if theirs > 0 {
 		t.Logf("the store itself was out %d times (slower than the timeout)", theirs)
 	}
-	if n := logs.count(slog.LevelInfo, "available again"); n != ours+theirs {
+	if n := logs.Count(slog.LevelInfo, "available again"); n != ours+theirs {
 		t.Errorf("%d recovery records for %d outages", n, ours+theirs)
 	}
 }
