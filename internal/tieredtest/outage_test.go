@@ -3,10 +3,7 @@
 package tieredtest
 
 import (
-	"context"
 	"log/slog"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -170,7 +167,7 @@ func redisKilled(t *testing.T, b *backend) {
 func secondDown(t *testing.T, b *backend, down, up func()) {
 	idp := dcachetest.IDP(t)
 	ctx := dcachetest.Ctx(t)
-	logs := &logLines{}
+	logs := &dcachetest.Logs{}
 	c := dcachetest.NewCache(t, b.open(t), distributed.WithTimeout(outageTimeout), distributed.WithLogger(slog.New(logs)))
 	app := dcachetest.WebApp(t, idp, c)
 	other := dcachetest.WebApp(t, idp, dcachetest.NewCache(t, b.open(t), distributed.WithTimeout(outageTimeout)))
@@ -205,11 +202,11 @@ func secondDown(t *testing.T, b *backend, down, up func()) {
 	time.Sleep(span)
 	stores, cpu = b.calls.stores.Load()-stores, processCPU()-cpu
 	t.Logf("%v with the second layer down and 2 writes kept: %d writes tried on it, %v CPU, %d 'unavailable', %d 'available again'",
-		span, stores, cpu.Round(time.Millisecond), logs.count("unavailable"), logs.count("available again"))
+		span, stores, cpu.Round(time.Millisecond), logs.Count(slog.LevelWarn, "unavailable"), logs.Count(slog.LevelInfo, "available again"))
 	if stores > 70 { // the write-back's period is at least 50 ms
 		t.Errorf("%d writes tried on the second layer in %v: the write-back does not back off", stores, span)
 	}
-	if n := logs.count("available again"); n != 0 {
+	if n := logs.Count(slog.LevelInfo, "available again"); n != 0 {
 		t.Errorf("%d 'available again' with the second layer down, want 0", n)
 	}
 	redis := b.redisOnly(t)
@@ -234,41 +231,13 @@ func secondDown(t *testing.T, b *backend, down, up func()) {
 	if n := idp.Requests().Sub(before).Token; n != 0 {
 		t.Errorf("%d token requests, want 0", n)
 	}
-	if w, a := logs.count("unavailable"), logs.count("available again"); w != 1 || a != 1 {
+	if w, a := logs.Count(slog.LevelWarn, "unavailable"), logs.Count(slog.LevelInfo, "available again"); w != 1 || a != 1 {
 		t.Errorf("one outage of the second layer logged %d 'unavailable' and %d 'available again', want 1 and 1", w, a)
 	}
 	first, second := versions(t, b, redis, newcomer.HomeAccountID)
 	if second == 0 || (first != 0 && first != second) {
 		t.Errorf("after the write-back: Redis holds version %d, the second layer %d", first, second)
 	}
-}
-
-// logLines counts log records by message.
-type logLines struct {
-	mu      sync.Mutex
-	records []slog.Record
-}
-
-func (h *logLines) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logLines) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *logLines) WithGroup(string) slog.Handler            { return h }
-func (h *logLines) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.records = append(h.records, r)
-	return nil
-}
-
-func (h *logLines) count(contains string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, r := range h.records {
-		if strings.Contains(r.Message, contains) {
-			n++
-		}
-	}
-	return n
 }
 
 // processCPU returns the CPU time (user and system) this process used so far.
