@@ -60,13 +60,11 @@ func (s *heldWrites) Store(ctx context.Context, key string, value []byte, prev, 
 
 func (s *heldWrites) Notify(f func(string)) { s.innerStore.(Notifier).Notify(f) }
 
-// TestCloseWaitsForAWriteInProgress: Close called while an Export is in
-// the store waits for it; the store fails that write, so it is kept, and
-// Close's last flush stores it. Before, Close returned nil at once and the
-// write, kept after Close's last flush, was lost without an error.
-func TestCloseWaitsForAWriteInProgress(t *testing.T) {
-	s := newHeldWrites(true)
-	c := newCache(t, s, WithTimeout(5*time.Second))
+// exportHeld stores a partition through c, then starts an Export of a
+// change of it that s holds in the store, and returns once the write is
+// there: the client's memory, and where the Export's error will come.
+func exportHeld(t *testing.T, s *heldWrites, c *Cache) (*manager, <-chan error) {
+	t.Helper()
 	m := &manager{}
 	write(t, c, m, "home", "a")
 	s.key = c.storeKey("home")
@@ -75,6 +73,17 @@ func TestCloseWaitsForAWriteInProgress(t *testing.T) {
 	m.add(t, "home", "b")
 	go func() { exported <- c.Export(context.Background(), m, cache.ExportHints{PartitionKey: "home"}) }()
 	<-s.entered // the write is in the store
+	return m, exported
+}
+
+// TestCloseWaitsForAWriteInProgress: Close called while an Export is in
+// the store waits for it; the store fails that write, so it is kept, and
+// Close's last flush stores it. Before, Close returned nil at once and the
+// write, kept after Close's last flush, was lost without an error.
+func TestCloseWaitsForAWriteInProgress(t *testing.T) {
+	s := newHeldWrites(true)
+	c := newCache(t, s, WithTimeout(5*time.Second))
+	m, exported := exportHeld(t, s, c)
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close() }()
 	var closeErr error
@@ -103,14 +112,7 @@ func TestAWriteKeptAfterCloseIsReported(t *testing.T) {
 	s := newHeldWrites(false)
 	const timeout = 200 * time.Millisecond
 	c := newCache(t, s, WithTimeout(timeout))
-	m := &manager{}
-	write(t, c, m, "home", "a")
-	s.key = c.storeKey("home")
-	s.armed.Store(true)
-	exported := make(chan error, 1)
-	m.add(t, "home", "b")
-	go func() { exported <- c.Export(context.Background(), m, cache.ExportHints{PartitionKey: "home"}) }()
-	<-s.entered
+	_, exported := exportHeld(t, s, c)
 	start := time.Now()
 	if err := c.Close(); err != nil {
 		t.Errorf("Close = %v", err)
